@@ -1,0 +1,23 @@
+"""`make bench`: run every benchmark with its default (small) sizes; each rewrites its section of RESULTS.md."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = ["bench_tokenizer.py", "bench_train.py", "bench_decode.py", "bench_moe.py"]
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    failed = []
+    for name in BENCHMARKS:
+        print(f"=== {name}", flush=True)
+        if subprocess.run([sys.executable, str(here / name)]).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
