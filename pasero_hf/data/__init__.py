@@ -1,0 +1,44 @@
+"""Multilingual training data for pasero-hf: corpus definitions, cached tokenization, temperature sampling,
+token-based batching, resumable per-rank streams, and validation sets.
+
+Recipe for the trainer (Hugging Face `Trainer`/`Seq2SeqTrainer`)::
+
+    from pasero_hf.data import DataConfig, build_train_dataset, build_valid_datasets
+
+    config = DataConfig.from_dict(yaml_options)          # or the `data` section of the training config
+    stream = build_train_dataset(config, tokenizer, decoder_start_token_id=model.config.decoder_start_token_id,
+                                 rank=args.process_index, world_size=args.world_size,
+                                 cache_dir=f"{model_dir}/data_cache")
+    valid_sets = build_valid_datasets(config, tokenizer, model.config.decoder_start_token_id)
+
+    # The stream yields ready batches and already splits data between ranks: the Trainer must not batch it again
+    # nor shard it through Accelerate. Override `get_train_dataloader` to return
+    #     torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
+    # without `accelerator.prepare` (Trainer._prepare_inputs still moves the tensors to the device; the string
+    # entries source_lang/target_lang/domain pass through), and train with `max_steps` (the stream is endless).
+    # Checkpoints: save `stream.state_dict(steps=global_step * gradient_accumulation_steps)` (same on every rank),
+    # and call `stream.load_state_dict(state)` before training resumes.
+
+Every error about the data (missing file, misaligned or empty corpus, undefined language pair, invalid UTF-8)
+is raised by these builders, before the first training step.
+"""
+
+from pasero_hf.data.config import CorpusSpec, DataConfig
+from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
+from pasero_hf.data.corpora import Corpus, expand_corpora
+from pasero_hf.data.train_stream import TrainStream, build_train_dataset, data_loader_throughput
+from pasero_hf.data.valid import ValidSet, build_valid_datasets
+
+__all__ = [
+    "ConfigError",
+    "Corpus",
+    "CorpusSpec",
+    "DataConfig",
+    "TrainStream",
+    "ValidSet",
+    "build_train_dataset",
+    "build_valid_datasets",
+    "data_loader_throughput",
+    "dataclass_from_dict",
+    "expand_corpora",
+]

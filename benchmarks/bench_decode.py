@@ -1,0 +1,238 @@
+"""Decoding speed: our TextGenerator against raw `model.generate`, a stock transformers model with the same weights,
+and CTranslate2 (fp32 and int8), on the Bible test set with the converted tiny Pasero model.
+
+    python benchmarks/bench_decode.py                  # 344 lines, greedy and beam 5, 3 repetitions
+    python benchmarks/bench_decode.py --lines 100 --repeats 2 --no-update
+
+Same run for all systems: each system is measured in its own fresh process (spawned one after the other), so that
+its peak RSS is its own; inside it, one untimed warm-up then `--repeats` timed runs (median, min, max). Every system
+gets the same length-sorted batches (`--batch-size` tokens) and the same output cap (100 tokens).
+
+The stock transformers model is `MarianMTModel`, not `M2M100ForConditionalGeneration`: the fixture is a post-norm
+fairseq-style Transformer and M2M100 is pre-norm, so M2M100 cannot compute the same function with these weights.
+Marian is post-norm; its sinusoidal table is replaced by Pasero's (fairseq frequencies, positions from 2), which makes
+it the same model, and CTranslate2's transformers converter reads Marian (with that table) directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import markdown_table, peak_rss_mb, summarize, time_repeats, update_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "pasero-tiny-en-es"
+MAX_OUTPUT_LEN = 100
+SYSTEMS = ("ours", "raw-generate", "marian-same-weights", "ct2-fp32", "ct2-int8")
+
+
+def marian_copy(pasero_model):
+    """A MarianMTModel computing the same function as a post-norm Pasero model (weights copied over)."""
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    from pasero_hf.models.pasero.modeling_pasero import PaseroSinusoidalPositions
+
+    config = pasero_model.config
+    if config.encoder_prenorm or config.decoder_prenorm or not config.shared_embeddings:
+        raise ValueError("marian_copy expects a post-norm Pasero model with shared embeddings")
+    max_len = config.encoder_max_len
+    marian_config = MarianConfig(
+        vocab_size=config.vocab_size, decoder_vocab_size=config.vocab_size, d_model=config.embed_dim,
+        encoder_layers=config.encoder_layers, decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.encoder_attention_heads, decoder_attention_heads=config.decoder_attention_heads,
+        encoder_ffn_dim=config.encoder_ffn_dim, decoder_ffn_dim=config.decoder_ffn_dim,
+        activation_function=config.activation_fn, max_position_embeddings=max_len, pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id, decoder_start_token_id=config.decoder_start_token_id,
+        bos_token_id=config.bos_token_id, forced_eos_token_id=None, scale_embedding=True,
+        share_encoder_decoder_embeddings=True, tie_word_embeddings=True, dropout=0.0,
+    )
+    marian = MarianMTModel(marian_config).eval()
+    source = pasero_model.state_dict()
+    target = marian.state_dict()
+    positions = PaseroSinusoidalPositions.table(max_len + config.positional_encoding_shift, config.embed_dim)
+    with torch.no_grad():
+        for name, value in source.items():
+            if name.startswith("model.") and name in target:
+                target[name].copy_(value)
+        target["model.shared.weight"].copy_(source["model.encoder.embed_tokens.weight"])
+        target["lm_head.weight"].copy_(source["model.encoder.embed_tokens.weight"])
+        target["final_logits_bias"].zero_()
+        for stack in ("encoder", "decoder"):
+            target[f"model.{stack}.embed_positions.weight"].copy_(positions[config.positional_encoding_shift:])
+    missing = [name for name in target if "layers" in name and name not in source]
+    if missing:
+        raise ValueError(f"weights without a Pasero counterpart: {missing[:5]}")
+    marian.load_state_dict(target)
+    return marian
+
+
+def prepare(workdir: Path) -> dict[str, Path]:
+    """Convert the fixture, then save its Marian copy and CTranslate2 conversions; returns the model directories."""
+    from pasero_hf.models.pasero.convert_pasero_checkpoint import convert_pasero_checkpoint
+    from pasero_hf.models.pasero import PaseroForConditionalGeneration
+
+    paths = {"pasero": convert_pasero_checkpoint(FIXTURE, workdir / "pasero")}
+    pasero = PaseroForConditionalGeneration.from_pretrained(paths["pasero"]).eval()
+    paths["marian"] = workdir / "marian"
+    marian_copy(pasero).save_pretrained(paths["marian"])
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (paths["pasero"] / name).exists():
+            shutil.copy(paths["pasero"] / name, paths["marian"] / name)
+    try:
+        import ctranslate2.converters
+
+        for quantization in ("float32", "int8"):
+            output = workdir / f"ct2-{quantization}"
+            converter = ctranslate2.converters.TransformersConverter(str(paths["marian"]), copy_files=[])
+            converter.convert(str(output), quantization=quantization, force=True)
+            paths[f"ct2-{quantization}"] = output
+    except Exception as error:  # reported in the table: CTranslate2 is optional
+        print(f"CTranslate2 unavailable: {type(error).__name__}: {error}", file=sys.stderr)
+    return paths
+
+
+def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
+               threads: int, repeats: int, warmup: int, queue) -> None:
+    """In a fresh process: load one system, time it, report outputs, timings and peak RSS."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from pasero_hf.generation.batching import length_sorted_batches
+    from pasero_hf.generation.text_generator import TextGenerator
+
+    generator = TextGenerator.from_pretrained(paths["pasero"], beam_size=beam_size, batch_size=batch_size,
+                                              max_output_len=MAX_OUTPUT_LEN)
+    tokenizer = generator.tokenizer
+    source_ids = [tokenizer(line)["input_ids"] for line in sources]
+    batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size)
+
+    if system == "ours":
+        def decode():
+            return [nbest[0]["detok"] for nbest in generator.decode(*sources)]
+    elif system in ("raw-generate", "marian-same-weights"):
+        if system == "raw-generate":
+            model = generator.model
+        else:
+            from transformers import MarianMTModel
+
+            model = MarianMTModel.from_pretrained(paths["marian"]).eval()
+        pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+        def decode():
+            outputs = [""] * len(sources)
+            with torch.inference_mode():
+                for batch in batches:
+                    width = max(len(source_ids[i]) for i in batch)
+                    ids = torch.tensor([source_ids[i] + [pad] * (width - len(source_ids[i])) for i in batch])
+                    generated = model.generate(
+                        input_ids=ids, attention_mask=(ids != pad).long(), num_beams=beam_size, do_sample=False,
+                        max_new_tokens=MAX_OUTPUT_LEN, early_stopping=True if beam_size > 1 else False,
+                    )
+                    for i, row in zip(batch, generated[:, 1:].tolist()):
+                        row = row[: row.index(eos)] if eos in row else row
+                        outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+            return outputs
+    elif system.startswith("ct2-"):
+        import ctranslate2
+
+        key = "ct2-float32" if system == "ct2-fp32" else "ct2-int8"
+        if key not in paths:
+            queue.put((system, None))
+            return
+        translator = ctranslate2.Translator(str(paths[key]), device="cpu", intra_threads=threads, inter_threads=1)
+        source_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in source_ids]
+
+        def decode():
+            results = translator.translate_batch(
+                source_tokens, beam_size=beam_size, max_decoding_length=MAX_OUTPUT_LEN, max_batch_size=batch_size,
+                batch_type="tokens", length_penalty=1.0,
+            )
+            return [
+                tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True)
+                for result in results
+            ]
+    else:
+        raise ValueError(system)
+
+    outputs = decode()
+    times = time_repeats(decode, repeats=repeats, warmup=max(0, warmup - 1))
+    target_tokens = sum(len(tokenizer(line, add_special_tokens=False)["input_ids"]) + 1 for line in outputs)
+    queue.put((system, {"times": times, "outputs": outputs, "target_tokens": target_tokens, "rss": peak_rss_mb()}))
+
+
+def measure(system, paths, sources, beam_size, args) -> dict | None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(
+        target=run_system,
+        args=(system, paths, sources, beam_size, args.batch_size, args.threads, args.repeats, args.warmup, queue),
+    )
+    process.start()
+    _, result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=344, help="Bible test lines to decode (344 = all)")
+    parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--batch-size", type=int, default=4096, help="tokens per batch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch / CTranslate2 threads per system")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--no-update", action="store_true", help="print the table without updating RESULTS.md")
+    args = parser.parse_args()
+
+    from pasero_hf.data.sample_data import bible_en_es_dir
+
+    sources = (bible_en_es_dir() / "test.en").read_text(encoding="utf-8").splitlines()[: args.lines]
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        paths = prepare(Path(workdir))
+        for beam_size in args.beam_sizes:
+            results = {system: measure(system, paths, sources, beam_size, args) for system in args.systems}
+            baseline = results.get("ours")
+            for system, result in results.items():
+                if result is None:
+                    rows.append([f"beam {beam_size}", system, "n/a", "", "", "", "", "", ""])
+                    continue
+                stats = summarize(result["times"])
+                identical = (
+                    sum(a == b for a, b in zip(result["outputs"], baseline["outputs"])) if baseline else 0
+                )
+                speed = len(sources) / stats["median"]
+                ratio = (summarize(baseline["times"])["median"] / stats["median"]) if baseline else float("nan")
+                rows.append([
+                    f"beam {beam_size}", system, f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})",
+                    speed, result["target_tokens"] / stats["median"], f"{ratio:.2f}x", result["rss"],
+                    f"{identical}/{len(sources)}", "",
+                ])
+    headers = ["search", "system", "seconds median (min-max)", "sentences/s", "target tokens/s",
+               "speed vs ours", "peak RSS MiB", "outputs = ours", ""]
+    table = markdown_table(headers[:-1], [row[:-1] for row in rows])
+    notes = (
+        f"{len(sources)} Bible test lines, converted tiny Pasero en-es (embed 64, 2+2 layers), batches of "
+        f"{args.batch_size} tokens, max {MAX_OUTPUT_LEN} output tokens, {args.threads} thread(s) per system, "
+        f"{args.repeats} timed runs after {args.warmup} warm-up. Each system runs in its own process (peak RSS is its "
+        "own). 'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
+        "marian-same-weights: the same weights in transformers' MarianMTModel (post-norm, like the fixture)."
+    )
+    print(table)
+    print(notes)
+    if not args.no_update:
+        update_results("decoding", table + "\n\n" + notes, command="python benchmarks/bench_decode.py " +
+                       " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""`pasero-decode`: translate files or standard input with a model directory, optionally scoring BLEU and chrF.
+
+Examples:
+    pasero-decode models/bible-en-es -i test.en -r test.es -o test.out.es
+    pasero-decode models/nllb -l eng_Latn-spa_Latn eng_Latn-fra_Latn -e data/flores/dev -o dev.{pair}.out
+    pasero-decode models/bible-en-es -s en -t es --buffer-size 1        # interactive, line by line
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+logger = logging.getLogger("pasero_hf.decode")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pasero-decode",
+        description="Decode (translate) files or standard input with a Hugging Face or converted Pasero model. "
+        "Outputs are written in input order; with references, BLEU and chrF are printed at the end (on stderr).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="File names in -i/-r/-o/-e may contain {src}, {tgt} and {pair} (= {src}-{tgt}), filled in for each "
+        "language pair. Languages are inferred from the extensions of -i (source) and -r (target) files when not given.",
+    )
+    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert)")
+    files = parser.add_argument_group("files")
+    files.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files (default: standard input)")
+    files.add_argument("-r", "--reference", nargs="+", metavar="FILE", help="reference files: BLEU/chrF are computed")
+    files.add_argument("-e", "--eval-corpus", nargs="+", metavar="PREFIX",
+                       help="shorthand for -i PREFIX.{src} -r PREFIX.{tgt}")
+    files.add_argument("-o", "--output", nargs="+", metavar="FILE", help="output files (default: standard output)")
+    langs = parser.add_argument_group("languages")
+    langs.add_argument("-s", "--source-lang", nargs="+", metavar="LANG", help="source language(s)")
+    langs.add_argument("-t", "--target-lang", nargs="+", metavar="LANG", help="target language(s)")
+    langs.add_argument("-l", "--lang-pairs", nargs="+", metavar="SRC-TGT", help="language pairs, e.g. en-fr de-fr")
+    langs.add_argument("--domain", help="domain of the inputs (selects domain adapters)")
+    batching = parser.add_argument_group("batching")
+    batching.add_argument("--buffer-size", type=int, default=100,
+                          help="lines read at once, then sorted by length and batched (1: interactive, line by line)")
+    batching.add_argument("--batch-size", type=int, help="maximum tokens per batch, padding included (default 4096)")
+    batching.add_argument("--lines-per-batch", type=int, help="maximum lines per batch")
+    batching.add_argument("--max-source-len", type=int, help="truncate longer sources (default: the model's maximum)")
+    search = parser.add_argument_group("search (defaults from the model's generation_config.json/inference.yaml)")
+    search.add_argument("--beam-size", type=int, help="beam size (1: greedy)")
+    search.add_argument("--max-output-len", type=int, help="maximum number of generated tokens")
+    search.add_argument("--len-penalty", type=float, help="length normalization exponent of beam search")
+    search.add_argument("--sampling", action="store_true", default=None, help="sample instead of beam search")
+    search.add_argument("--temperature", "--sampling-temperature", type=float, dest="temperature",
+                        help="sampling temperature")
+    search.add_argument("--sampling-topk", type=int, help="sample from the k most likely tokens")
+    search.add_argument("--sampling-topp", type=float, help="nucleus sampling probability")
+    search.add_argument("--seed", type=int, help="random seed for sampling")
+    search.add_argument("--search", choices=("auto", "pasero", "hf"),
+                        help="'pasero': Pasero's exact beam search, 'hf': model.generate (default: auto)")
+    evaluation = parser.add_argument_group("evaluation and output")
+    evaluation.add_argument("--bleu-tok", help="sacrebleu tokenizer for BLEU (default: 13a, 'zh' for Chinese)")
+    evaluation.add_argument("--teacher-forcing", action="store_true",
+                            help="score the references instead of decoding (needs -r); -v shows their scores")
+    evaluation.add_argument("--continue", dest="continue_", action="store_true",
+                            help="resume an interrupted run: keep the complete outputs already in -o, decode the rest")
+    evaluation.add_argument("-v", "--verbose", action="store_true",
+                            help="write Pasero's verbose S-/A-/I-/H-/D-/P- lines instead of plain outputs")
+    evaluation.add_argument("--quiet", action="store_true", help="no progress bar and no informational logs")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    runtime.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="model dtype (default: as saved)")
+    runtime.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+    return parser
+
+
+# command-line option -> DecodingOptions field
+_DECODING_FLAGS = (
+    "beam_size", "max_output_len", "len_penalty", "sampling", "temperature", "sampling_topk", "sampling_topp",
+    "seed", "search", "batch_size", "lines_per_batch", "max_source_len",
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decode every corpus named by `args`; returns the exit status."""
+    import torch
+
+    from pasero_hf.generation.inference_corpus import get_inference_corpora
+    from pasero_hf.generation.text_generator import TextGenerator
+
+    if args.buffer_size < 1:
+        raise ValueError(f"--buffer-size must be >= 1, got {args.buffer_size}")
+    if args.teacher_forcing and not (args.reference or args.eval_corpus):
+        raise ValueError("--teacher-forcing needs references: give -r/--reference or -e/--eval-corpus")
+    if args.continue_ and not args.output:
+        raise ValueError("--continue needs -o/--output (the file to resume)")
+    options = {name: getattr(args, name) for name in _DECODING_FLAGS if getattr(args, name) is not None}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    generator = TextGenerator.from_pretrained(
+        args.model, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code, **options
+    )
+    corpora = get_inference_corpora(
+        inputs=args.input,
+        refs=args.reference,
+        outputs=args.output,
+        eval_prefixes=args.eval_corpus,
+        source_langs=args.source_lang,
+        target_langs=args.target_lang,
+        lang_pairs=args.lang_pairs,
+        model_source_langs=generator.source_langs,
+        model_target_langs=generator.target_langs,
+    )
+    for corpus in corpora:  # fail before decoding anything rather than after the first corpus
+        for path in (corpus.source_path, corpus.ref_path):
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"file not found: {path}")
+        corpus.domain = args.domain
+
+    scores = []
+    for corpus in corpora:
+        generator.decode_corpus(
+            corpus,
+            buffer_size=args.buffer_size,
+            continue_=args.continue_,
+            verbose=args.verbose,
+            bleu_tok=args.bleu_tok,
+            teacher_forcing=args.teacher_forcing,
+            progress=False if args.quiet else None,
+        )
+        if generator.metrics:
+            scores.append(generator.metrics)
+            _print_scores(corpus.corpus_id, generator.metrics)
+    if len(scores) > 1:
+        average = {name: sum(score[name] for score in scores) / len(scores) for name in scores[0]}
+        _print_scores("average", average)
+    return 0
+
+
+def _print_scores(name: str, metrics: dict[str, float]) -> None:
+    print(" | ".join([name] + [f"{metric} {value:.2f}" for metric, value in metrics.items()]), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr, format="%(levelname)s: %(message)s"
+    )
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError) as error:
+        parser.exit(1, f"pasero-decode: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "pasero-decode: interrupted (resume with --continue)\n")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

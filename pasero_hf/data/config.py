@@ -1,0 +1,182 @@
+"""Typed data options: `CorpusSpec` (one corpus definition) and `DataConfig` (every data option, Pasero names).
+
+Example (YAML, as in a Pasero training config)::
+
+    data_dir: recipes/data/iso-codes
+    source_langs: [en]
+    target_langs: [de, fr, ja]
+    lang_temperature: 5
+    batch_by: [target_lang]
+    train_corpora:
+      - paths: ["{pair}/train"]          # -> en-de/train.en + en-de/train.de, ...
+    valid_corpora:
+      - paths: ["{pair}/train"]
+        multiplier: 1
+
+``DataConfig.from_dict(yaml.safe_load(...))`` checks every key and type (see `config_parsing`).
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
+
+BATCH_BY_KEYS = ("source_lang", "target_lang", "lang_pair", "domain")
+CORPUS_FORMATS = ("parallel", "tsv", "jsonl", "dataset")
+
+
+@dataclass
+class CorpusSpec:
+    """One corpus definition, expanded into one corpus per language pair.
+
+    Attributes:
+        paths: path templates relative to `DataConfig.data_dir` (or the working directory), with optional
+            placeholders ``{src}``, ``{tgt}``, ``{pair}`` (``src-tgt``, or ``tgt-src`` when only that exists).
+            Format 'parallel': prefixes, the files are ``PREFIX.{src}`` and ``PREFIX.{tgt}``; 'tsv': files with
+            ``source<TAB>target`` lines; 'jsonl': one object per line with one field per language code (or a
+            ``translation`` object keyed by language code, the Hugging Face convention); 'dataset': a directory
+            written by ``datasets.Dataset.save_to_disk`` with the same columns as 'jsonl'.
+        source_langs, target_langs, lang_pairs: override the global ones of `DataConfig` for this corpus
+            (``lang_pairs`` like ``["de-en", "fr-en"]`` has priority over the product source x target).
+        multiplier: the corpus counts as this many times its size when computing sampling probabilities.
+        probability: fixed sampling probability (shared by the corpora this spec expands into), instead of the
+            size/temperature-based one.
+        domain: domain name (default: the file name without language suffixes, Pasero's convention).
+        format: 'parallel', 'tsv', 'jsonl' or 'dataset'.
+    """
+
+    paths: Union[str, list[str]]
+    source_langs: Optional[list[str]] = None
+    target_langs: Optional[list[str]] = None
+    lang_pairs: Optional[list[str]] = None
+    multiplier: float = 1.0
+    probability: Optional[float] = None
+    domain: Optional[str] = None
+    format: Literal["parallel", "tsv", "jsonl", "dataset"] = "parallel"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.paths, str):
+            self.paths = [self.paths]
+        if not self.paths:
+            raise ConfigError("paths: a corpus needs at least one path")
+        if self.multiplier <= 0:
+            raise ConfigError(f"multiplier: must be positive, got {self.multiplier}")
+        if self.probability is not None and not 0 < self.probability <= 1:
+            raise ConfigError(f"probability: must be in (0, 1], got {self.probability}")
+        if self.format not in CORPUS_FORMATS:
+            raise ConfigError(f"format: {self.format!r} is not one of {list(CORPUS_FORMATS)}")
+        for pair in self.lang_pairs or []:
+            _check_pair(pair, "lang_pairs")
+
+
+def _check_pair(pair: str, option: str) -> None:
+    if len(pair.split("-")) != 2 or not all(pair.split("-")):
+        raise ConfigError(f"{option}: {pair!r} is not a language pair like 'de-en'")
+
+
+@dataclass
+class DataConfig:
+    """Every data option of training (Pasero names and defaults).
+
+    Attributes:
+        data_dir: directory the corpus paths are relative to (the working directory is tried next).
+        train_corpora, valid_corpora: corpus definitions (`CorpusSpec`, or dicts with its fields).
+        source_langs, target_langs, lang_pairs: default languages of the corpora; language pairs are
+            ``lang_pairs`` when given, else the product source_langs x target_langs (minus X-X pairs unless
+            ``allow_monolingual``).
+        valid_source_langs, valid_target_langs, valid_lang_pairs: the same for validation corpora (default: the
+            training ones).
+        allow_monolingual: keep X-X pairs of the source x target product.
+        lang_temperature: sampling probability of a language pair ∝ (lines x multiplier) ** (1 / T); T=1:
+            proportional to size, larger T: closer to uniform.
+        lang_code: prefix each source with the target language code token (``<lang:xx>``, Pasero's convention),
+            unless the tokenizer already put it there.
+        batch_size: maximum tokens per batch, counted with padding: ``n_lines * max(max(src_len, tgt_len))``.
+        lines_per_batch: maximum lines per batch (none by default).
+        batch_by: homogeneous batches w.r.t. these keys (any of source_lang, target_lang, lang_pair, domain).
+        max_source_len, max_target_len: maximum tokens (after tokenization, EOS and language codes included)
+            per source/target: longer training pairs are skipped, longer validation pairs truncated.
+            Default: ``max_len``.
+        max_len: default of both.
+        min_len_ratio, max_len_ratio: skip training pairs whose source/target length ratio is outside these bounds.
+        buffer_size: line pairs read, sorted by length and cut into batches at once.
+        max_lines: read at most this many line pairs per corpus.
+        seed: seed of corpus sampling, shuffling and batch order.
+        shuffle: shuffle corpus lines and batches (sampling between corpora is random regardless).
+        cache_dir: where tokenized corpora are cached (default: a directory under the system's temp dir).
+    """
+
+    data_dir: str = "."
+    train_corpora: list[CorpusSpec] = field(default_factory=list)
+    valid_corpora: list[CorpusSpec] = field(default_factory=list)
+    source_langs: Optional[list[str]] = None
+    target_langs: Optional[list[str]] = None
+    lang_pairs: Optional[list[str]] = None
+    valid_source_langs: Optional[list[str]] = None
+    valid_target_langs: Optional[list[str]] = None
+    valid_lang_pairs: Optional[list[str]] = None
+    allow_monolingual: bool = False
+    lang_temperature: float = 1.0
+    lang_code: bool = False
+    batch_size: int = 4096
+    lines_per_batch: Optional[int] = None
+    batch_by: Optional[Union[str, list[str]]] = None
+    max_source_len: Optional[int] = None
+    max_target_len: Optional[int] = None
+    max_len: int = 256
+    min_len_ratio: Optional[float] = None
+    max_len_ratio: Optional[float] = None
+    buffer_size: int = 100000
+    max_lines: Optional[int] = None
+    seed: int = 42
+    shuffle: bool = True
+    cache_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.train_corpora = [_as_spec(c, f"train_corpora[{i}]") for i, c in enumerate(self.train_corpora)]
+        self.valid_corpora = [_as_spec(c, f"valid_corpora[{i}]") for i, c in enumerate(self.valid_corpora)]
+        if isinstance(self.batch_by, str):
+            self.batch_by = [self.batch_by]
+        for key in self.batch_by or []:
+            if key not in BATCH_BY_KEYS:
+                raise ConfigError(f"batch_by: {key!r} is not one of {list(BATCH_BY_KEYS)}")
+        for option in ("lang_pairs", "valid_lang_pairs"):
+            for pair in getattr(self, option) or []:
+                _check_pair(pair, option)
+        for option in ("batch_size", "max_len", "buffer_size", "max_source_len", "max_target_len",
+                       "lines_per_batch", "max_lines"):
+            value = getattr(self, option)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{option}: must be positive, got {value}")
+        if self.lang_temperature <= 0:
+            raise ConfigError(f"lang_temperature: must be positive, got {self.lang_temperature}")
+        longest = max(self.source_len_limit, self.target_len_limit)
+        if self.batch_size < longest:
+            raise ConfigError(
+                f"batch_size: {self.batch_size} tokens cannot hold one pair of the maximum length ({longest}); "
+                "raise batch_size or lower max_len/max_source_len/max_target_len"
+            )
+
+    @property
+    def source_len_limit(self) -> int:
+        return self.max_source_len or self.max_len
+
+    @property
+    def target_len_limit(self) -> int:
+        return self.max_target_len or self.max_len
+
+    @classmethod
+    def from_dict(cls, data: dict, context: str = "") -> "DataConfig":
+        """Build from a dict (e.g. parsed YAML), rejecting unknown keys and wrong types with clear errors."""
+        return dataclass_from_dict(cls, data, context=context)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def _as_spec(corpus: Union[CorpusSpec, dict], where: str) -> CorpusSpec:
+    if isinstance(corpus, CorpusSpec):
+        return corpus
+    return dataclass_from_dict(CorpusSpec, corpus, context=where)

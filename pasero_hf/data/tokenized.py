@@ -1,0 +1,167 @@
+"""Tokenized corpora as cached `datasets.Dataset`s (columns ``input_ids``, ``labels``; plus ``source``, ``target``
+text for validation).
+
+Reading goes through `Dataset.from_generator` (keyed on the files' paths, sizes and modification times) and
+tokenization through `Dataset.map` (keyed on the tokenizer's state), both cached in `cache_dir`: a second run on the
+same files with the same tokenizer reads the Arrow cache instead of tokenizing again.
+
+The tokenizer is any Hugging Face tokenizer: sources are tokenized with ``tokenizer(text)``, targets with
+``tokenizer(text_target=...)``. When it has ``src_lang``/``tgt_lang`` attributes (NLLB, M2M100, PaseroTokenizer)
+they are set per corpus before tokenizing, so the language codes it adds are the corpus' ones.
+"""
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import datasets
+
+from pasero_hf.data.corpora import Corpus, corpus_stamp
+from pasero_hf.data.reading import CorpusFormatError, read_pairs
+from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
+
+logger = logging.getLogger(__name__)
+
+_TEXT_FEATURES = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
+
+
+def default_cache_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "pasero_hf_data_cache")
+
+
+@dataclass(frozen=True)
+class LengthLimits:
+    """Token limits of one split: training pairs beyond them are dropped, validation pairs truncated."""
+
+    max_source_len: int
+    max_target_len: int
+    min_len_ratio: Optional[float] = None
+    max_len_ratio: Optional[float] = None
+
+
+def _generate_text(corpus: Corpus, stamp: str, max_lines: Optional[int]):
+    # `stamp` is unused here but part of the cache key: from_generator hashes its gen_kwargs. (No list values:
+    # from_generator would split them into shards and call the generator once per item.)
+    for source, target in read_pairs(corpus, max_lines=max_lines):
+        yield {"source": source, "target": target}
+
+
+def read_text_dataset(corpus: Corpus, cache_dir: str, max_lines: Optional[int] = None) -> datasets.Dataset:
+    """The corpus' non-empty pairs as a cached text dataset; raises on malformed or empty corpora."""
+    if next(read_pairs(corpus, max_lines=1), None) is None:  # datasets cannot build an empty dataset
+        raise ValueError(f"corpus {corpus.corpus_id} ({', '.join(corpus.paths)}) is empty: no non-empty line pair")
+    try:
+        dataset = datasets.Dataset.from_generator(
+            _generate_text,
+            features=_TEXT_FEATURES,
+            gen_kwargs={"corpus": corpus, "stamp": corpus_stamp(corpus), "max_lines": max_lines},
+            cache_dir=cache_dir,
+        )
+    except datasets.exceptions.DatasetGenerationError as error:
+        cause = error.__cause__
+        if isinstance(cause, (CorpusFormatError, OSError)):
+            raise cause from None
+        raise
+    return dataset
+
+
+def _lang_code_id(tokenizer: Any, lang: str) -> int:
+    token = lang_code_token(lang)
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise ValueError(f"lang_code is set but the tokenizer's vocabulary has no token {token}")
+    return token_id
+
+
+def _tokenize(batch: dict, tokenizer: Any, lang_code_id: Optional[int], keep_text: bool) -> dict:
+    encoded = tokenizer(batch["source"], text_target=batch["target"])
+    input_ids = encoded["input_ids"]
+    if lang_code_id is not None:
+        input_ids = [ids if ids[:1] == [lang_code_id] else [lang_code_id] + ids for ids in input_ids]
+    columns = {"input_ids": input_ids, "labels": encoded["labels"]}
+    if keep_text:
+        columns.update(source=batch["source"], target=batch["target"])
+    return columns
+
+
+def _within_limits(batch: dict, limits: LengthLimits) -> list[bool]:
+    keep = []
+    for source, target in zip(batch["input_ids"], batch["labels"]):
+        ratio = len(source) / max(1, len(target))
+        keep.append(
+            len(source) <= limits.max_source_len
+            and len(target) <= limits.max_target_len
+            and not (limits.min_len_ratio and ratio < limits.min_len_ratio)
+            and not (limits.max_len_ratio and ratio > limits.max_len_ratio)
+        )
+    return keep
+
+
+def _truncate_ids(ids: list[int], limit: int, eos_id: Optional[int]) -> list[int]:
+    if len(ids) <= limit:
+        return ids
+    if eos_id is not None and ids[-1] == eos_id:  # keep the end-of-sequence marker, as Pasero does
+        return ids[: limit - 1] + [eos_id]
+    return ids[:limit]
+
+
+def _truncate(batch: dict, limits: LengthLimits, eos_id: Optional[int]) -> dict:
+    return {
+        "input_ids": [_truncate_ids(ids, limits.max_source_len, eos_id) for ids in batch["input_ids"]],
+        "labels": [_truncate_ids(ids, limits.max_target_len, eos_id) for ids in batch["labels"]],
+    }
+
+
+def set_tokenizer_langs(tokenizer: Any, source_lang: str, target_lang: str) -> None:
+    """Point the tokenizer at this language pair when it handles languages itself."""
+    if hasattr(tokenizer, "src_lang"):
+        tokenizer.src_lang = source_lang
+    if hasattr(tokenizer, "tgt_lang"):
+        tokenizer.tgt_lang = target_lang
+
+
+def tokenize_corpus(
+    corpus: Corpus,
+    tokenizer: Any,
+    limits: LengthLimits,
+    train: bool,
+    lang_code: bool = False,
+    cache_dir: Optional[str] = None,
+    max_lines: Optional[int] = None,
+) -> datasets.Dataset:
+    """Read and tokenize one corpus (cached), then drop (train) or truncate (valid) pairs beyond `limits`.
+
+    Returns a dataset with ``input_ids`` and ``labels`` (token id lists, EOS and language codes included) and, for
+    validation, the ``source`` and ``target`` text. Raises if no training pair is within the limits.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    text = read_text_dataset(corpus, cache_dir, max_lines=max_lines)
+    set_tokenizer_langs(tokenizer, corpus.source_lang, corpus.target_lang)
+    lang_code_id = _lang_code_id(tokenizer, corpus.target_lang) if lang_code else None
+    tokenized = text.map(
+        _tokenize,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "lang_code_id": lang_code_id, "keep_text": not train},
+        remove_columns=["source", "target"],
+        desc=f"tokenizing {corpus.corpus_id}",
+    )
+    if not train:
+        return tokenized.map(
+            _truncate, batched=True, fn_kwargs={"limits": limits, "eos_id": tokenizer.eos_token_id},
+            desc=f"truncating {corpus.corpus_id}",
+        )
+    kept = tokenized.filter(
+        _within_limits, batched=True, fn_kwargs={"limits": limits}, desc=f"length filter {corpus.corpus_id}"
+    )
+    if len(kept) == 0:
+        raise ValueError(
+            f"corpus {corpus.corpus_id}: all {len(tokenized)} pairs are outside the length limits "
+            f"(max_source_len={limits.max_source_len}, max_target_len={limits.max_target_len}, "
+            f"min_len_ratio={limits.min_len_ratio}, max_len_ratio={limits.max_len_ratio})"
+        )
+    if len(kept) < len(tokenized):
+        logger.info("%s: skipped %d of %d pairs outside the length limits", corpus.corpus_id,
+                    len(tokenized) - len(kept), len(tokenized))
+    return kept.flatten_indices()  # contiguous rows: fast random access; `.data` holds only kept rows

@@ -1,0 +1,571 @@
+"""Pasero-compatible decoding (beam search, greedy search, sampling) for any Hugging Face encoder-decoder.
+
+The original Pasero `pasero-decode` ranks and stops beam search differently from `transformers.generate`:
+
+- a finished hypothesis is ranked by `score / (len(tokens) + 1) ** len_penalty`, where `tokens` counts the forced
+  decoder prefix and the final EOS but not the decoder start token (`transformers` divides by the sequence length);
+- a sentence stops as soon as `beam_size` hypotheses have finished, each step considering the `2 * beam_size` best
+  continuations and finishing those that end with EOS among the first `beam_size` of them;
+- at the `max_output_len` cap only the finished hypotheses are returned, or, if none finished, the best unfinished
+  beam alone.
+
+`pasero_search` reproduces these rules (and torch's `topk` tie-breaking, by using the same candidate layout), so that
+its outputs match Pasero's token for token. It only needs the standard encoder-decoder interface: a forward taking
+`input_ids`/`attention_mask` or `encoder_outputs`, `decoder_input_ids`, `cache` and `use_cache`, whose cache has
+`reorder_cache(indices)` (`transformers.EncoderDecoderCache` does). Decoding is batched over sentences and beams; a
+sentence leaves the batch once it is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers.cache_utils import EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+__all__ = ["Hypothesis", "pasero_search", "beam_search", "sample", "score_targets"]
+
+
+@dataclass
+class Hypothesis:
+    """One decoding output.
+
+    Attributes:
+        tokens: generated ids: the forced prefix (if any), then the output, ending with EOS unless decoding hit the
+            `max_output_len` cap. The decoder start token is not included.
+        score: sum of the log-probabilities of `tokens` (higher is better).
+        normalized_score: `score / (len(tokens) + 1) ** len_penalty`, the key Pasero ranks n-best lists by.
+        pos_scores: log-probability of each token in `tokens`.
+        cross_attention: `(len(tokens), source_len)` cross-attention of the last decoder layer averaged over heads
+            (source padding removed); only when `output_attentions=True`.
+    """
+
+    tokens: list[int]
+    score: float
+    normalized_score: float
+    pos_scores: list[float]
+    cross_attention: Tensor | None = None
+
+
+@dataclass
+class _SpecialIds:
+    decoder_start: int
+    eos: int
+    pad: int
+
+
+def _special_ids(model: torch.nn.Module) -> _SpecialIds:
+    config = model.config
+    values = {
+        "decoder_start_token_id": getattr(config, "decoder_start_token_id", None),
+        "eos_token_id": getattr(config, "eos_token_id", None),
+        "pad_token_id": getattr(config, "pad_token_id", None),
+    }
+    generation_config = getattr(model, "generation_config", None)
+    for name, value in values.items():
+        if value is None and generation_config is not None:
+            values[name] = getattr(generation_config, name, None)
+    for name, value in values.items():
+        if isinstance(value, (list, tuple)):
+            if len(value) != 1:
+                raise ValueError(f"pasero_search supports a single {name}, the model config has {value}")
+            values[name] = value[0]
+        if values[name] is None:
+            raise ValueError(f"the model config has no {name}: pasero_search needs it")
+    return _SpecialIds(values["decoder_start_token_id"], values["eos_token_id"], values["pad_token_id"])
+
+
+def _decoder_max_len(model: torch.nn.Module) -> int | None:
+    """Longest decoder sequence the model's positions allow (Pasero caps the output there), if the config says."""
+    for name in ("max_target_positions", "decoder_max_len", "max_position_embeddings"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _decoder_prompt(
+    prefix_ids: Tensor | Sequence[int] | None, batch_size: int, start_id: int, device: torch.device
+) -> Tensor:
+    """`(batch, prompt_len)` decoder prompt: the decoder start token followed by the forced prefix."""
+    start = torch.full((batch_size, 1), start_id, dtype=torch.long, device=device)
+    if prefix_ids is None:
+        return start
+    prefix = torch.as_tensor(prefix_ids, dtype=torch.long, device=device)
+    if prefix.dim() == 1:
+        prefix = prefix.unsqueeze(0).expand(batch_size, -1)
+    if prefix.dim() != 2 or prefix.size(0) != batch_size:
+        raise ValueError(
+            f"prefix_ids must have shape (prefix_len,) or (batch_size={batch_size}, prefix_len), "
+            f"got {tuple(prefix.shape)}"
+        )
+    return torch.cat([start, prefix], dim=1)
+
+
+class _DecodingState:
+    """The model inputs that follow the rows of the decoding batch: encoder states, source mask, per-row kwargs."""
+
+    def __init__(self, model: torch.nn.Module, attention_mask: Tensor, model_kwargs: dict[str, Any] | None,
+                 output_attentions: bool):
+        self.model = model
+        self.attention_mask = attention_mask
+        self.batch_size = attention_mask.size(0)
+        self.model_kwargs = dict(model_kwargs or {})
+        self.output_attentions = output_attentions
+        self.encoder_hidden: Tensor | None = None
+        self.cache = None
+
+    def first_step(
+        self, input_ids: Tensor | None, decoder_input_ids: Tensor, encoder_outputs: BaseModelOutput | None
+    ):
+        """Runs the encoder (unless its outputs are given) and the whole decoder prompt, once per sentence."""
+        out = self.model(
+            input_ids=None if encoder_outputs is not None else input_ids,
+            encoder_outputs=encoder_outputs,
+            attention_mask=self.attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=True,
+            output_attentions=self.output_attentions,
+            return_dict=True,
+            **self.model_kwargs,
+        )
+        self.encoder_hidden = out.encoder_last_hidden_state
+        self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        if self.cache is None:
+            raise ValueError(f"{type(self.model).__name__} returned no cache with use_cache=True")
+        return out
+
+    def step(self, decoder_input_ids: Tensor):
+        out = self.model(
+            input_ids=None,
+            encoder_outputs=BaseModelOutput(last_hidden_state=self.encoder_hidden),
+            attention_mask=self.attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            cache=self.cache,
+            use_cache=True,
+            output_attentions=self.output_attentions,
+            return_dict=True,
+            **self.model_kwargs,
+        )
+        self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        return out
+
+    def select_rows(self, rows: Tensor, same_sentences: bool = False) -> None:
+        """Keeps (and duplicates) batch rows: beam reordering, beam expansion and removal of finished sentences.
+
+        `same_sentences`: each sentence keeps its rows (only its beams are reordered). The beams of a sentence share
+        their encoder states and cross-attention keys and values, so only the self-attention cache has to move;
+        reordering the cross-attention cache at every step would cost as much as the decoder itself.
+        """
+        if same_sentences and isinstance(self.cache, EncoderDecoderCache):
+            self.cache.self_attention_cache.reorder_cache(rows)
+            return
+        self.cache.reorder_cache(rows)
+        self.encoder_hidden = self.encoder_hidden.index_select(0, rows)
+        self.attention_mask = self.attention_mask.index_select(0, rows)
+        for key, value in self.model_kwargs.items():
+            # per-sentence tensors (e.g. a domain id per row) follow the rows; anything else is shared
+            if torch.is_tensor(value) and value.dim() > 0 and value.size(0) == self.batch_size:
+                self.model_kwargs[key] = value.index_select(0, rows)
+        self.batch_size = rows.numel()
+
+
+def _last_layer_attention(out) -> Tensor:
+    """`(rows, queries, source_len)` cross-attention of the last decoder layer, averaged over heads."""
+    attentions = getattr(out, "cross_attentions", None)
+    if not attentions or attentions[-1] is None:
+        raise ValueError(
+            "output_attentions=True but the model returned no cross-attention weights: SDPA/flash attention does not "
+            "compute them; call model.set_attn_implementation('eager') first"
+        )
+    return attentions[-1].float().mean(dim=1)
+
+
+# Removing done sentences from the batch copies the whole cache: wait until this fraction of the rows is done.
+_COMPACT_FRACTION = 0.25
+
+
+def _worth_compacting(alive: Tensor) -> bool:
+    return bool((~alive).sum() >= _COMPACT_FRACTION * alive.numel())
+
+
+def _normalize(score: Tensor, length: int, len_penalty: float) -> float:
+    # The float32 division mirrors Pasero's, so that equal normalized scores tie (and keep their order) as in Pasero.
+    return (score / (length + 1) ** len_penalty).item()
+
+
+def _make_hypothesis(tokens: Tensor, pos_scores: Tensor, score: Tensor, attention: Tensor | None,
+                     source_mask: Tensor, len_penalty: float) -> Hypothesis:
+    return Hypothesis(
+        tokens=tokens.tolist(),
+        score=score.item(),
+        normalized_score=_normalize(score, len(tokens), len_penalty),
+        pos_scores=pos_scores.tolist(),
+        cross_attention=None if attention is None else attention[:, source_mask].cpu(),
+    )
+
+
+def _prompt_scores(logits: Tensor, prompt: Tensor) -> Tensor:
+    """`(batch, prompt_len - 1)` log-probabilities of the forced prefix tokens (empty without prefix)."""
+    lprobs = logits[:, :-1].float().log_softmax(dim=-1)
+    return lprobs.gather(2, prompt[:, 1:].unsqueeze(2)).squeeze(2)
+
+
+def _output_len_cap(model: torch.nn.Module, prompt_len: int, max_output_len: int) -> int:
+    """Total decoder length (start token + prefix + output) at which decoding stops, as Pasero computes it."""
+    if max_output_len < 1:
+        raise ValueError(f"max_output_len must be at least 1, got {max_output_len}")
+    max_len = prompt_len + max_output_len
+    model_max = _decoder_max_len(model)
+    if model_max is not None:
+        max_len = min(max_len, model_max)
+    if max_len <= prompt_len:
+        raise ValueError(f"the decoder prompt ({prompt_len} tokens) already fills the model's {model_max} positions")
+    return max_len
+
+
+@torch.inference_mode()
+def beam_search(
+    model: torch.nn.Module,
+    input_ids: Tensor | None,
+    attention_mask: Tensor,
+    *,
+    beam_size: int = 5,
+    max_output_len: int = 100,
+    len_penalty: float = 1.0,
+    prefix_ids: Tensor | Sequence[int] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    output_attentions: bool = False,
+    encoder_outputs: BaseModelOutput | None = None,
+) -> list[list[Hypothesis]]:
+    """Pasero's beam search; returns, per sentence, its finished hypotheses best first (see the module docstring).
+
+    Use `pasero_search`, which also routes `beam_size=1` to greedy search as Pasero does; this function also runs
+    with `beam_size=1`, which gives the greedy outputs.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    ids = _special_ids(model)
+    device = attention_mask.device
+    batch_size = attention_mask.size(0)
+    k = beam_size
+    prompt = _decoder_prompt(prefix_ids, batch_size, ids.decoder_start, device)
+    prompt_len = prompt.size(1)
+    max_len = _output_len_cap(model, prompt_len, max_output_len)
+    source_masks = attention_mask.bool()
+
+    state = _DecodingState(model, attention_mask, model_kwargs, output_attentions)
+    out = state.first_step(input_ids, prompt, encoder_outputs)
+    # Pasero adds the prefix log-probabilities to each beam's score before the first choice
+    prefix_scores = _prompt_scores(out.logits, prompt)
+
+    # Row layout: one row per sentence at the first step, `k` rows per sentence (its beams) after it.
+    tokens = torch.cat([prompt, prompt.new_full((batch_size, max_len - prompt_len), ids.eos)], dim=1)
+    pos_scores = torch.zeros(batch_size, max_len, device=device)
+    pos_scores[:, 1:prompt_len] = prefix_scores
+    attention = None
+    if output_attentions:
+        attention = torch.zeros(batch_size, max_len, attention_mask.size(1), device=device)
+        attention[:, 1:prompt_len] = _last_layer_attention(out)[:, :-1]
+    beam_scores: Tensor | None = None
+    sentence_ids = torch.arange(batch_size, device=device)  # original index of each active sentence
+    finished: list[list[tuple[Tensor, Tensor, Tensor, Tensor | None]]] = [[] for _ in range(batch_size)]
+    finished_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+    candidate_rank = torch.arange(2 * k, device=device)
+
+    for step in range(prompt_len, max_len):
+        if step > prompt_len:
+            out = state.step(tokens[:, step - 1 : step])
+        lprobs = out.logits[:, -1].float().log_softmax(dim=-1)  # (rows, V)
+        vocab_size = lprobs.size(-1)
+        if 2 * k > vocab_size:
+            raise ValueError(f"beam_size={k} is too large for a vocabulary of {vocab_size}")
+        step_attention = _last_layer_attention(out)[:, -1] if output_attentions else None
+        active = sentence_ids.numel()
+        if beam_scores is None:
+            scores = lprobs + prefix_scores.sum(dim=1, keepdim=True)  # (B, V): all beams start equal
+            rows_per_sentence = 1
+        else:
+            scores = lprobs + beam_scores.unsqueeze(1)
+            rows_per_sentence = k
+        top = scores.view(active, -1).topk(2 * k, dim=1)  # up to k of the 2k best may end with EOS
+        beam_ids = top.indices.div(vocab_size, rounding_mode="floor")
+        rows = beam_ids + rows_per_sentence * torch.arange(active, device=device).unsqueeze(1)  # (B, 2k)
+        words = top.indices.fmod(vocab_size)
+        token_scores = lprobs.view(-1).gather(0, (rows * vocab_size + words).view(-1)).view(active, 2 * k)
+        ends = words.eq(ids.eos) & ~top.values.isinf()
+
+        for b, j in ends[:, :k].nonzero().tolist():
+            sentence = int(sentence_ids[b])
+            if len(finished[sentence]) >= k:
+                continue
+            row = rows[b, j]
+            hyp_tokens = torch.cat([tokens[row, 1:step], words[b, j : j + 1]])
+            hyp_pos = torch.cat([pos_scores[row, 1:step], token_scores[b, j : j + 1]])
+            hyp_attention = None
+            if attention is not None:
+                hyp_attention = torch.cat([attention[row, 1:step], step_attention[row].unsqueeze(0)])
+            finished[sentence].append((hyp_tokens, hyp_pos, top.values[b, j], hyp_attention))
+            finished_counts[sentence] += 1
+
+        alive = finished_counts[sentence_ids] < k
+        if not alive.any():
+            break
+        keep = alive if _worth_compacting(alive) else torch.ones_like(alive)
+        # the k best continuations that do not end with EOS, in rank order
+        chosen = torch.topk(candidate_rank + ends * 2 * k, k=k, dim=1, largest=False).indices
+        chosen = chosen[keep]
+        new_rows = rows[keep].gather(1, chosen).view(-1)
+        new_words = words[keep].gather(1, chosen).view(-1)
+        beam_scores = top.values[keep].gather(1, chosen).view(-1)
+
+        tokens = tokens.index_select(0, new_rows)
+        tokens[:, step] = new_words
+        pos_scores = pos_scores.index_select(0, new_rows)
+        pos_scores[:, step] = token_scores[keep].gather(1, chosen).view(-1)
+        if attention is not None:
+            attention = attention.index_select(0, new_rows)
+            attention[:, step] = step_attention.index_select(0, new_rows)
+        state.select_rows(new_rows, same_sentences=rows_per_sentence == k and bool(keep.all()))
+        sentence_ids = sentence_ids[keep]
+
+    results: list[list[Hypothesis]] = []
+    best_unfinished = {s: i * k for i, s in enumerate(sentence_ids.tolist())}  # beam 0 of each active sentence
+    for s in range(batch_size):
+        if finished[s]:
+            candidates = finished[s]
+        else:  # hit the cap without any finished hypothesis
+            row = best_unfinished[s]
+            candidates = [(
+                tokens[row, 1:max_len],
+                pos_scores[row, 1:max_len],
+                beam_scores[row],
+                None if attention is None else attention[row, 1:max_len],
+            )]
+        nbest = [
+            _make_hypothesis(t, p, score, a, source_masks[s], len_penalty) for t, p, score, a in candidates
+        ]
+        nbest.sort(key=lambda hyp: -hyp.normalized_score)  # stable: ties keep their finishing order
+        results.append(nbest)
+    return results
+
+
+def _filter_top_p(lprobs: Tensor, top_p: float) -> tuple[Tensor, Tensor]:
+    """Nucleus: the most probable tokens whose summed probability stays within `top_p`, plus the one crossing it."""
+    probs, order = lprobs.exp().sort(dim=-1, descending=True)
+    inside = probs.cumsum(dim=-1) <= top_p
+    crossing = inside.sum(dim=-1, keepdim=True).clamp_(max=inside.size(1) - 1)
+    inside.scatter_(1, crossing, True)
+    width = int(crossing.max()) + 1
+    return probs[:, :width].masked_fill(~inside[:, :width], 0.0), order[:, :width]
+
+
+@torch.inference_mode()
+def sample(
+    model: torch.nn.Module,
+    input_ids: Tensor | None,
+    attention_mask: Tensor,
+    *,
+    max_output_len: int = 100,
+    len_penalty: float = 1.0,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repeat_penalty: float = 1.0,
+    prefix_ids: Tensor | Sequence[int] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    output_attentions: bool = False,
+    generator: torch.Generator | None = None,
+    encoder_outputs: BaseModelOutput | None = None,
+) -> list[list[Hypothesis]]:
+    """Greedy search (`greedy=True`) or random sampling, one hypothesis per sentence, as Pasero's `sampling`.
+
+    Sampling draws from the temperature-scaled distribution, restricted to the `top_k` most probable tokens or to the
+    `top_p` nucleus (not both). `repeat_penalty` divides positive logits (multiplies negative ones) of every token
+    already in the decoder input, the start token and prefix included, as Pasero does. A sentence stops at EOS or
+    after `max_output_len` tokens. `pos_scores` are the log-probabilities under the model (after the repeat penalty,
+    before temperature, top-k and top-p).
+    """
+    if top_k and top_p < 1.0:
+        raise ValueError("top_k and top_p cannot be combined: set top_k=0 or top_p=1.0")
+    if top_k < 0 or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
+    if not greedy and temperature <= 0:
+        raise ValueError(f"sampling needs a positive temperature, got {temperature}")
+    ids = _special_ids(model)
+    device = attention_mask.device
+    batch_size = attention_mask.size(0)
+    prompt = _decoder_prompt(prefix_ids, batch_size, ids.decoder_start, device)
+    prompt_len = prompt.size(1)
+    max_len = _output_len_cap(model, prompt_len, max_output_len)
+    source_masks = attention_mask.bool()
+
+    state = _DecodingState(model, attention_mask, model_kwargs, output_attentions)
+    out = state.first_step(input_ids, prompt, encoder_outputs)
+    tokens = torch.cat([prompt, prompt.new_full((batch_size, max_len - prompt_len), ids.pad)], dim=1)
+    pos_scores = torch.zeros(batch_size, max_len, device=device)
+    pos_scores[:, 1:prompt_len] = _prompt_scores(out.logits, prompt)
+    attention = None
+    if output_attentions:
+        attention = torch.zeros(batch_size, max_len, attention_mask.size(1), device=device)
+        attention[:, 1:prompt_len] = _last_layer_attention(out)[:, :-1]
+    sentence_ids = torch.arange(batch_size, device=device)
+    alive = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows of done sentences may stay a while
+    results: list[list[Hypothesis] | None] = [None] * batch_size
+
+    def finish(rows: Tensor, length: int) -> None:
+        for row, s in zip(rows.tolist(), sentence_ids[rows].tolist()):
+            pos = pos_scores[row, 1:length]
+            hyp = _make_hypothesis(
+                tokens[row, 1:length], pos, pos.sum(), None if attention is None else attention[row, 1:length],
+                source_masks[s], len_penalty,
+            )
+            results[s] = [hyp]
+
+    for step in range(prompt_len, max_len):
+        if step > prompt_len:
+            out = state.step(tokens[:, step - 1 : step])
+        logits = out.logits[:, -1].float()
+        if repeat_penalty != 1.0:
+            seen = logits.gather(1, tokens[:, :step])
+            seen = torch.where(seen < 0, seen * repeat_penalty, seen / repeat_penalty)
+            logits = logits.scatter(1, tokens[:, :step], seen)
+        lprobs = logits.log_softmax(dim=-1)
+        if greedy:
+            next_words = logits.argmax(dim=-1)
+        else:
+            sampling_lprobs = lprobs if temperature == 1.0 else (logits / temperature).log_softmax(dim=-1)
+            if top_k:
+                top = sampling_lprobs.topk(top_k, dim=-1)
+                probs, candidates = top.values.exp(), top.indices
+            elif top_p < 1.0:
+                probs, candidates = _filter_top_p(sampling_lprobs, top_p)
+            else:
+                probs, candidates = sampling_lprobs.exp(), None
+            next_words = torch.multinomial(probs, 1, replacement=True, generator=generator)
+            next_words = (next_words if candidates is None else candidates.gather(1, next_words)).squeeze(1)
+        tokens[:, step] = next_words
+        pos_scores[:, step] = lprobs.gather(1, next_words.unsqueeze(1)).squeeze(1)
+        if attention is not None:
+            attention[:, step] = _last_layer_attention(out)[:, -1]
+
+        done = alive if step == max_len - 1 else next_words.eq(ids.eos) & alive
+        if done.any():
+            finish(done.nonzero().squeeze(1), step + 1)
+            alive = alive & ~done
+            if not alive.any():
+                break
+            if _worth_compacting(alive):
+                keep = alive.nonzero().squeeze(1)
+                tokens, pos_scores, sentence_ids, alive = tokens[keep], pos_scores[keep], sentence_ids[keep], alive[keep]
+                if attention is not None:
+                    attention = attention[keep]
+                state.select_rows(keep)
+    return results  # type: ignore[return-value]
+
+
+def pasero_search(
+    model: torch.nn.Module,
+    input_ids: Tensor | None,
+    attention_mask: Tensor,
+    *,
+    beam_size: int = 5,
+    max_output_len: int = 100,
+    len_penalty: float = 1.0,
+    n_best: int = 1,
+    sampling: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repeat_penalty: float = 1.0,
+    prefix_ids: Tensor | Sequence[int] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    output_attentions: bool = False,
+    generator: torch.Generator | None = None,
+    encoder_outputs: BaseModelOutput | None = None,
+) -> list[list[Hypothesis]]:
+    """Decodes a batch of source sentences the way Pasero's `pasero-decode` does.
+
+    Args:
+        model: any `transformers` encoder-decoder (in eval mode); its config gives the decoder start, EOS and
+            padding ids and, if it says, the longest decoder sequence.
+        input_ids, attention_mask: `(batch, source_len)` tokenized sources (either padding side).
+        beam_size: beam search with this many beams; 1 means greedy search. Ignored when `sampling`.
+        max_output_len: at most this many generated tokens (EOS included, prefix excluded).
+        len_penalty: exponent of the length normalization used to rank finished hypotheses.
+        n_best: how many hypotheses to return per sentence (at most `beam_size`; 1 for greedy search and sampling).
+            A sentence can have fewer: only finished ones are kept when decoding stops at the cap.
+        sampling: sample instead of searching, with `temperature` and either `top_k` or `top_p`.
+        repeat_penalty: Pasero's (and `transformers`') repetition penalty; greedy search and sampling only.
+        prefix_ids: forced decoder prefix after the start token (e.g. a target language code), shape `(prefix_len,)`
+            for all sentences or `(batch, prefix_len)`. It is part of each hypothesis' tokens and score, as in Pasero.
+        model_kwargs: extra keyword arguments for every forward call (e.g. languages or domain for adapters); tensors
+            whose first dimension is the batch size follow their sentence's rows.
+        output_attentions: also return each hypothesis' cross-attention (needs eager attention).
+        generator: random generator for sampling, for reproducible samples.
+        encoder_outputs: the encoder's outputs for `input_ids`, if the caller already has them (saves encoding
+            twice); `input_ids` is then not used and may be None.
+
+    Returns:
+        for each sentence, its hypotheses best first (by `normalized_score`).
+    """
+    if n_best < 1:
+        raise ValueError(f"n_best must be at least 1, got {n_best}")
+    if sampling or beam_size == 1:
+        if n_best > 1:
+            raise ValueError(f"n_best={n_best} needs beam search: greedy search and sampling give one hypothesis")
+        return sample(
+            model, input_ids, attention_mask, max_output_len=max_output_len, len_penalty=len_penalty,
+            greedy=not sampling, temperature=temperature, top_k=top_k, top_p=top_p, repeat_penalty=repeat_penalty,
+            prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions,
+            generator=generator, encoder_outputs=encoder_outputs,
+        )
+    if n_best > beam_size:
+        raise ValueError(f"n_best={n_best} is larger than beam_size={beam_size}")
+    if repeat_penalty != 1.0:
+        raise ValueError("repeat_penalty is not supported by beam search (as in Pasero): use beam_size=1 or sampling")
+    results = beam_search(
+        model, input_ids, attention_mask, beam_size=beam_size, max_output_len=max_output_len,
+        len_penalty=len_penalty, prefix_ids=prefix_ids, model_kwargs=model_kwargs,
+        output_attentions=output_attentions, encoder_outputs=encoder_outputs,
+    )
+    return [nbest[:n_best] for nbest in results]
+
+
+@torch.inference_mode()
+def score_targets(
+    model: torch.nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    target_ids: Sequence[Sequence[int] | Tensor],
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+) -> list[Tensor]:
+    """Teacher forcing: the log-probability of each token of each target (include the final EOS in the targets).
+
+    Returns one 1-D float tensor per sentence, as long as its target.
+    """
+    if len(target_ids) != input_ids.size(0):
+        raise ValueError(f"{len(target_ids)} targets for {input_ids.size(0)} source sentences")
+    ids = _special_ids(model)
+    targets = [torch.as_tensor(t, dtype=torch.long) for t in target_ids]
+    if any(t.numel() == 0 for t in targets):
+        raise ValueError("empty target: a target needs at least its EOS token")
+    width = max(t.numel() for t in targets)
+    labels = torch.full((len(targets), width), ids.pad, dtype=torch.long)
+    for i, t in enumerate(targets):
+        labels[i, : t.numel()] = t
+    labels = labels.to(input_ids.device)
+    decoder_input_ids = torch.cat([labels.new_full((labels.size(0), 1), ids.decoder_start), labels[:, :-1]], dim=1)
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False,
+        return_dict=True, **(model_kwargs or {}),
+    )
+    lprobs = out.logits.float().log_softmax(dim=-1).gather(2, labels.unsqueeze(2)).squeeze(2)
+    return [lprobs[i, : t.numel()].cpu() for i, t in enumerate(targets)]
+

@@ -1,0 +1,799 @@
+"""`TextGenerator`: Pasero's decoding API on top of a Hugging Face model and tokenizer.
+
+```python
+from pasero_hf.generation import TextGenerator
+
+generator = TextGenerator.from_pretrained("models/bible-en-es", beam_size=5)
+nbest = generator.decode("In the beginning.", source_lang="en", target_lang="es", return_scores=True)
+nbest[0][0]["detok"], nbest[0][0]["score"], nbest[0][0]["pos_scores"]
+```
+
+Search: Pasero models (`model_type == "pasero"`) are decoded with `pasero_search`, which reproduces the original
+`pasero-decode` outputs exactly; other encoder-decoders with `model.generate` (their own beam search, logits processors
+and generation config keep working as their users expect). `search="pasero"` or `search="hf"` overrides this choice.
+Scores follow Pasero: `score` is the negative log-likelihood of `tokens` in nats (lower is better), `pos_scores` the
+per-token negative log-probabilities, `normalized_score = score / (len(tokens) + 1) ** len_penalty`. With
+`model.generate`, scores and requested layers come from one teacher-forced pass over the final hypotheses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import itertools
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import BaseModelOutput
+
+from pasero_hf.generation.batching import length_sorted_batches
+from pasero_hf.generation.decoding_options import (
+    DecodingOptions,
+    HF_ALIASES,
+    decoding_defaults,
+    read_generation_config,
+    read_inference_yaml,
+)
+from pasero_hf.generation.inference_corpus import InferenceCorpus, read_lines
+from pasero_hf.generation.output_format import completed_outputs, detok_of_entry, format_hypothesis
+from pasero_hf.metrics import corpus_scores
+
+logger = logging.getLogger(__name__)
+
+
+class _DropMaxLengthNotice(logging.Filter):
+    """generate warns on every call that `max_new_tokens` wins over the model's `max_length`: for us it always does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "seem to have been set. `max_new_tokens` will take precedence" not in record.getMessage()
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_DropMaxLengthNotice())
+
+Hypothesis = dict[str, Any]
+_LAYER_NAME = re.compile(r"(enc|dec)_(\d+)(_self_attn|_cross_attn)?")
+# Rows x positions x vocabulary floats computed at once by the teacher-forced pass (bounds its memory to ~512 MiB).
+_FORCED_PASS_FLOATS = 2**27
+
+
+class TextGenerator:
+    """Translates or generates text with a model, its tokenizer and decoding options.
+
+    Build it with `from_pretrained` (alias `build`) or from objects already loaded. Options given to `decode` or
+    `decode_corpus` apply to that call only. After `decode_corpus` with references, `metrics` holds BLEU and chrF.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        options: DecodingOptions | None = None,
+        *,
+        source_langs: Sequence[str] = (),
+        target_langs: Sequence[str] = (),
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.options = options or DecodingOptions()
+        self.options.validate()
+        self.source_langs = list(source_langs)
+        self.target_langs = list(target_langs)
+        self.metrics: dict[str, float] = {}
+        self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        self._forward_params = set(inspect.signature(model.forward).parameters)
+        self._vocab = tokenizer.get_vocab()
+        self._special_tokens = set(tokenizer.all_special_tokens)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        trust_remote_code: bool = False,
+        **options: Any,
+    ) -> TextGenerator:
+        """Load the model, tokenizer and decoding defaults of a model directory.
+
+        Decoding defaults come from `generation_config.json`, then `inference.yaml` (Pasero's), then `options`
+        (our names like `beam_size` or Hugging Face ones like `num_beams`). Works with any directory that
+        `AutoModelForSeq2SeqLM` or `AutoModelForCausalLM` loads (Pasero, M2M100/NLLB, ...). Remote code runs only with
+        `trust_remote_code=True`.
+        """
+        model_dir = Path(path)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model directory not found: {model_dir}")
+        if not (model_dir / "config.json").is_file():
+            if (model_dir / "inference.yaml").is_file():
+                raise FileNotFoundError(
+                    f"{model_dir} has no config.json: it looks like an original Pasero model, convert it first "
+                    f"with `pasero-convert {model_dir} OUTPUT_DIR`"
+                )
+            raise FileNotFoundError(f"{model_dir} has no config.json: not a Hugging Face model directory")
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+        if device is not None:
+            model.to(device)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+
+        inference_yaml = read_inference_yaml(model_dir)
+        known = {field for field in DecodingOptions.__dataclass_fields__} | set(HF_ALIASES)
+        # model files may carry Pasero options we do not implement (e.g. repeat_penalty): defaults, not errors
+        file_defaults = {
+            key: value
+            for key, value in {**read_generation_config(model_dir), **decoding_defaults(inference_yaml)}.items()
+            if key in known
+        }
+        decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
+        decoding = decoding.replace(options, origin="from_pretrained() options")
+        source_langs, target_langs = _declared_languages(inference_yaml)
+        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs)
+
+    build = from_pretrained
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Decoding
+
+    def decode(
+        self,
+        *sentences: str,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        domain: str | None = None,
+        teacher_forcing: Sequence[str] | None = None,
+        return_scores: bool = False,
+        return_layers: Sequence[str] = (),
+        **options: Any,
+    ) -> list[list[Hypothesis]]:
+        """Translate (or continue, for decoder-only models) `sentences`.
+
+        Args:
+            sentences: source sentences (prompts for decoder-only models). Blank ones get an empty output.
+            source_lang, target_lang: languages (default: the model's only language, if it has one).
+            domain: domain of the sentences (Pasero models with domain adapters).
+            teacher_forcing: reference outputs, one per sentence: instead of searching, score these.
+            return_scores: add `pos_scores` to each hypothesis.
+            return_layers: outputs to add, named like Pasero: `enc_3` (src_len, dim), `enc_0_self_attn`
+                (src_len, heads, src_len), `dec_5_cross_attn` (hyp_len, heads, src_len), `dec_1` (hyp_len, dim),
+                `dec_1_self_attn` (hyp_len, heads, prompt_len - 1 + hyp_len).
+            options: `DecodingOptions` fields for this call (`beam_size`, `max_output_len`, `sampling`, ...).
+
+        Returns:
+            per sentence, its n-best list of dicts with `src_tokens`, `prompt_tokens`, `tokens`, `detok`, `score`,
+            `normalized_score` and, on request, `pos_scores` and the layers.
+        """
+        hypotheses, truncated = self._decode(
+            list(sentences),
+            source_lang=source_lang,
+            target_lang=target_lang,
+            domain=domain,
+            teacher_forcing=teacher_forcing,
+            return_scores=return_scores,
+            return_layers=return_layers,
+            options=options,
+        )
+        self._warn_truncated(truncated)
+        return hypotheses
+
+    @torch.inference_mode()
+    def _decode(
+        self,
+        sentences: list[str],
+        *,
+        source_lang: str | None,
+        target_lang: str | None,
+        domain: str | None,
+        teacher_forcing: Sequence[str] | None,
+        return_scores: bool,
+        return_layers: Sequence[str],
+        options: Mapping[str, Any],
+    ) -> tuple[list[list[Hypothesis]], int]:
+        """`decode` that returns how many sources were truncated instead of warning (callers warn once)."""
+        decoding = self.options.replace(options, origin="decoding options") if options else self.options
+        source_lang = self._check_language(source_lang, "source")
+        target_lang = self._check_language(target_lang, "target")
+        layers = self._parse_layers(return_layers)
+        if teacher_forcing is not None and len(teacher_forcing) != len(sentences):
+            raise ValueError(f"teacher_forcing has {len(teacher_forcing)} targets for {len(sentences)} sentences")
+
+        self._set_tokenizer_languages(source_lang, target_lang)
+        sources = self._encode_sources(sentences)
+        max_source_len = self._max_source_len(decoding)
+        truncated = 0
+        for index, ids in enumerate(sources):
+            if max_source_len is not None and len(ids) > max_source_len:
+                sources[index] = _truncate(ids, max_source_len, self.tokenizer.eos_token_id)
+                truncated += 1
+        targets = self._encode_targets(teacher_forcing) if teacher_forcing is not None else None
+        prompt = self._decoder_prompt(target_lang)
+        model_kwargs = self._model_kwargs(source_lang, target_lang, domain)
+
+        results: list[list[Hypothesis] | None] = [None] * len(sentences)
+        pending = [index for index, ids in enumerate(sources) if ids]
+        for index in set(range(len(sentences))) - set(pending):
+            results[index] = [self._empty_hypothesis(prompt, return_scores, layers)]
+        lengths = [len(sources[index]) for index in pending]
+        if decoding.seed is not None:
+            torch.manual_seed(decoding.seed)
+        with self._attention_for(layers):
+            for batch in length_sorted_batches(lengths, decoding.batch_size, decoding.lines_per_batch):
+                indices = [pending[position] for position in batch]
+                batch_targets = [targets[index] for index in indices] if targets is not None else None
+                outputs = self._decode_batch(
+                    [sources[index] for index in indices], batch_targets, prompt, model_kwargs, decoding,
+                    return_scores, layers,
+                )
+                for index, nbest in zip(indices, outputs):
+                    results[index] = nbest
+        return results, truncated  # type: ignore[return-value]
+
+    def _decode_batch(
+        self,
+        sources: list[list[int]],
+        targets: list[list[int]] | None,
+        prompt: list[int],
+        model_kwargs: dict[str, Any],
+        decoding: DecodingOptions,
+        return_scores: bool,
+        layers: list[tuple[str, str, int, str]],
+    ) -> list[list[Hypothesis]]:
+        if not self.is_encoder_decoder:
+            if targets is not None or layers:
+                raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
+            return self._decode_prompts(sources, decoding, return_scores)
+        device = self.model.device
+        input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, device)
+        enc_layers = {kind for _, side, _, kind in layers if side == "enc"}
+        encoder_kwargs = {key: value for key, value in model_kwargs.items() if key in self._encoder_params()}
+        encoder_out = self.model.get_encoder()(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states="" in enc_layers,
+            output_attentions="_self_attn" in enc_layers,
+            return_dict=True,
+            **encoder_kwargs,
+        )
+
+        if targets is not None:
+            hyp_ids = [[target] for target in targets]
+            search_scores = None
+        elif self._use_pasero_search(decoding):
+            hyp_ids, search_scores = self._pasero_search(input_ids, attention_mask, prompt, model_kwargs, decoding)
+        else:
+            hyp_ids, search_scores = self._generate(encoder_out, attention_mask, prompt, model_kwargs, decoding), None
+
+        rows = [(sentence, tokens) for sentence, nbest in enumerate(hyp_ids) for tokens in nbest]
+        need_forced_pass = search_scores is None or any(side == "dec" for _, side, _, _ in layers)
+        forced = self._forced_pass(encoder_out, attention_mask, prompt, rows, model_kwargs, layers) if (
+            need_forced_pass and rows
+        ) else None
+
+        results: list[list[Hypothesis]] = [[] for _ in sources]
+        for row, (sentence, tokens) in enumerate(rows):
+            pos_scores = forced["pos_scores"][row] if search_scores is None else search_scores[sentence][len(results[sentence])]
+            hypothesis = self._hypothesis(sources[sentence], prompt, tokens, pos_scores, decoding, return_scores)
+            src_len = len(sources[sentence])
+            for name, side, layer, kind in layers:
+                if side == "enc":
+                    hypothesis[name] = _encoder_layer(encoder_out, sentence, layer, kind, src_len)
+                else:
+                    hypothesis[name] = forced["layers"][name][row]
+            results[sentence].append(hypothesis)
+        return results
+
+    def _use_pasero_search(self, decoding: DecodingOptions) -> bool:
+        if decoding.search == "auto":
+            return getattr(self.model.config, "model_type", None) == "pasero"
+        return decoding.search == "pasero"
+
+    def _pasero_search(self, input_ids, attention_mask, prompt, model_kwargs, decoding):
+        from pasero_hf.generation.beam_search import pasero_search
+
+        generator = None
+        if decoding.sampling and decoding.seed is not None:
+            generator = torch.Generator(device=input_ids.device).manual_seed(decoding.seed)
+        prefix = prompt[1:]
+        nbests = pasero_search(
+            self.model,
+            input_ids,
+            attention_mask,
+            beam_size=1 if decoding.sampling else decoding.beam_size,
+            max_output_len=decoding.max_output_len,
+            len_penalty=decoding.len_penalty,
+            n_best=decoding.n_best,
+            sampling=decoding.sampling,
+            temperature=decoding.temperature,
+            top_k=decoding.sampling_topk,
+            top_p=decoding.sampling_topp,
+            prefix_ids=prefix or None,
+            model_kwargs=model_kwargs or None,
+            generator=generator,
+        )
+        # our hypotheses exclude the forced prefix (it belongs to the prompt): drop it from tokens and scores
+        hyp_ids = [[list(hyp.tokens)[len(prefix):] for hyp in nbest] for nbest in nbests]
+        scores = [[[-float(s) for s in hyp.pos_scores][len(prefix):] for hyp in nbest] for nbest in nbests]
+        return hyp_ids, scores
+
+    def _generation_config(self, decoding: DecodingOptions):
+        # generate fills the None fields of this copy from the model's generation config. A forced_bos_token_id left
+        # there is harmless: the target language code is already in our decoder prompt, and generate only forces BOS
+        # at the first decoding step, which our two-token prompt skips.
+        config = copy.deepcopy(self.model.generation_config)
+        config.max_new_tokens = decoding.max_output_len
+        config.num_return_sequences = decoding.n_best
+        config.do_sample = decoding.sampling
+        config.num_beams = 1 if decoding.sampling else decoding.beam_size
+        config.length_penalty = decoding.len_penalty
+        # Pasero stops a sentence as soon as beam_size hypotheses have finished
+        config.early_stopping = True if config.num_beams > 1 else False
+        config.temperature = decoding.temperature if decoding.sampling else None
+        config.top_k = (decoding.sampling_topk or None) if decoding.sampling else None
+        config.top_p = decoding.sampling_topp if decoding.sampling else None
+        if config.pad_token_id is None:
+            config.pad_token_id = self.tokenizer.pad_token_id
+        return config
+
+    def _generate(self, encoder_out, attention_mask, prompt, model_kwargs, decoding) -> list[list[list[int]]]:
+        batch_size = attention_mask.size(0)
+        if decoding.max_output_len == 0:
+            return [[[]] for _ in range(batch_size)]
+        decoder_input_ids = torch.tensor([prompt] * batch_size, device=attention_mask.device)
+        sequences = self.model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state),
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            generation_config=self._generation_config(decoding),
+            **model_kwargs,
+        )
+        eos = self.tokenizer.eos_token_id
+        generated = [_cut_at_eos(row[len(prompt):].tolist(), eos) for row in sequences]
+        per_sentence = decoding.n_best
+        return [generated[i * per_sentence:(i + 1) * per_sentence] for i in range(batch_size)]
+
+    def _forced_pass(self, encoder_out, attention_mask, prompt, rows, model_kwargs, layers) -> dict[str, Any]:
+        """Teacher-forced decoder pass over `rows` ((sentence, token ids) pairs): log-probs and decoder layers."""
+        device = attention_mask.device
+        dec_layers = [(name, layer, kind) for name, side, layer, kind in layers if side == "dec"]
+        width = max(len(prompt) - 1 + len(tokens) for _, tokens in rows)
+        vocab_size = self.model.config.get_text_config().vocab_size
+        chunk = max(1, _FORCED_PASS_FLOATS // max(1, width * vocab_size))
+        pos_scores: list[list[float]] = []
+        layer_outputs: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in dec_layers}
+        offset = len(prompt) - 1  # decoder position that predicts the first hypothesis token
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            sentence_ids = torch.tensor([sentence for sentence, _ in part], device=device)
+            decoder_inputs = [prompt + tokens[:-1] if tokens else prompt for _, tokens in part]
+            decoder_input_ids, _ = _pad(decoder_inputs, self.tokenizer.pad_token_id, device)
+            out = self.model(
+                encoder_outputs=BaseModelOutput(
+                    last_hidden_state=encoder_out.last_hidden_state.index_select(0, sentence_ids)
+                ),
+                attention_mask=attention_mask.index_select(0, sentence_ids),
+                decoder_input_ids=decoder_input_ids,
+                use_cache=False,
+                output_attentions=any(kind for _, _, kind in dec_layers),
+                output_hidden_states=any(not kind for _, _, kind in dec_layers),
+                return_dict=True,
+                **model_kwargs,
+            )
+            log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+            for row, (sentence, tokens) in enumerate(part):
+                positions = torch.arange(offset, offset + len(tokens), device=device)
+                token_ids = torch.tensor(tokens, dtype=torch.long, device=device)
+                pos_scores.append((-log_probs[row, positions, token_ids]).tolist())
+                src_len = int(attention_mask[sentence].sum())
+                for name, layer, kind in dec_layers:
+                    layer_outputs[name].append(_decoder_layer(out, row, layer, kind, offset, len(tokens), src_len))
+        return {"pos_scores": pos_scores, "layers": layer_outputs}
+
+    def _decode_prompts(self, prompts: list[list[int]], decoding: DecodingOptions, return_scores: bool):
+        """Decoder-only models: continue each prompt (left-padded), scores from the generation logits."""
+        device = self.model.device
+        width = max(len(ids) for ids in prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
+        config = self._generation_config(decoding)
+        config.pad_token_id = pad
+        config.return_dict_in_generate = True
+        config.output_logits = True
+        if decoding.max_output_len == 0:
+            return [[self._hypothesis(ids, ids, [], [], decoding, return_scores)] for ids in prompts]
+        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        transition = self.model.compute_transition_scores(
+            out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True
+        )
+        eos = self.tokenizer.eos_token_id
+        results: list[list[Hypothesis]] = [[] for _ in prompts]
+        for row, sequence in enumerate(out.sequences):
+            sentence = row // decoding.n_best
+            tokens = _cut_at_eos(sequence[width:].tolist(), eos)
+            pos_scores = (-transition[row, : len(tokens)].float()).tolist()
+            hypothesis = self._hypothesis(None, prompts[sentence], tokens, pos_scores, decoding, return_scores)
+            results[sentence].append(hypothesis)
+        return results
+
+    def _hypothesis(self, source, prompt, tokens, pos_scores, decoding, return_scores) -> Hypothesis:
+        score = float(sum(pos_scores))
+        hypothesis: Hypothesis = {
+            "src_tokens": self.tokenizer.convert_ids_to_tokens(source) if source is not None else None,
+            "prompt_tokens": self.tokenizer.convert_ids_to_tokens(prompt),
+            "tokens": self.tokenizer.convert_ids_to_tokens(tokens),
+            "detok": self.tokenizer.decode(tokens, skip_special_tokens=True),
+            "score": score,
+            "normalized_score": score / (len(tokens) + 1) ** decoding.len_penalty,
+        }
+        if hypothesis["src_tokens"] is None:
+            del hypothesis["src_tokens"]
+        if return_scores:
+            hypothesis["pos_scores"] = [float(value) for value in pos_scores]
+        return hypothesis
+
+    def _empty_hypothesis(self, prompt, return_scores, layers) -> Hypothesis:
+        """The output of a blank input: nothing is decoded, the layers are empty arrays of the right rank."""
+        hypothesis = self._hypothesis([], prompt, [], [], self.options, return_scores)
+        config = self.model.config.get_text_config()
+        dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", 0)
+        for name, side, _, kind in layers:
+            heads = getattr(config, "encoder_attention_heads" if side == "enc" else "decoder_attention_heads", None)
+            heads = heads or getattr(config, "num_attention_heads", 0)
+            hypothesis[name] = np.zeros((0, heads, 0) if kind else (0, dim), dtype=np.float32)
+        return hypothesis
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Whole files
+
+    def decode_corpus(
+        self,
+        corpus: InferenceCorpus,
+        *,
+        buffer_size: int = 100,
+        continue_: bool = False,
+        verbose: bool = False,
+        bleu_tok: str | None = None,
+        teacher_forcing: bool = False,
+        return_layers: Sequence[str] = (),
+        progress: bool | None = None,
+        input_stream=None,
+        output_stream: TextIO | None = None,
+        **options: Any,
+    ) -> list[list[Hypothesis]]:
+        """Decode a whole corpus; write outputs in input order; compute BLEU and chrF when it has a reference.
+
+        Reads `buffer_size` lines at a time, decodes them in length-sorted batches and writes their outputs in input
+        order (`buffer_size=1` decodes line by line, for interactive use). With a reference, line pairs with an empty
+        side are skipped (as in training) and `self.metrics` gets `bleu` and `chrf`. The output file is written to
+        `<output>.partial` then renamed when complete; `continue_=True` keeps the complete outputs of an interrupted
+        run and decodes only the remaining lines. `verbose` writes Pasero's S-/A-/I-/H-/D-/P- lines.
+
+        Returns the n-best lists of the lines decoded by this call.
+        """
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+        if teacher_forcing and corpus.ref_path is None:
+            raise ValueError("teacher forcing needs a reference file (-r/--reference)")
+        if continue_ and not corpus.output_path:
+            raise ValueError("--continue needs an output file (-o/--output)")
+        self.metrics = {}
+        pairs = self._read_pairs(corpus)
+        output_path = corpus.output_path if isinstance(corpus.output_path, str) else None
+        partial_path = f"{output_path}.partial" if output_path else None
+        done = self._resume(output_path, partial_path, verbose) if continue_ else []
+        if output_path:
+            os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+
+        kept_refs: list[str] = []
+        hypotheses: list[str] = []
+        outputs: list[list[Hypothesis]] = []
+        truncated = 0
+        layers = list(return_layers)
+        if verbose:
+            layers.append(f"dec_{self._num_layers('dec') - 1}_cross_attn")
+        out_file = open(partial_path, "w", encoding="utf-8") if partial_path else None
+        sink = out_file if out_file else (output_stream or (sys.stdout if corpus.output_path is None else None))
+        try:
+            for entry in done:
+                pair = next(pairs, None)
+                if pair is None:
+                    break
+                kept_refs.append(pair[1])
+                hypotheses.append(detok_of_entry(entry, verbose))
+                if sink:
+                    sink.write(entry + "\n")
+            if done:
+                logger.warning("%s: %d lines already decoded, decoding the rest", output_path, len(done))
+            bar = tqdm(
+                desc=f"decoding {corpus.corpus_id}", unit=" lines", file=sys.stderr,
+                disable=(not progress) if progress is not None else (corpus.source_path is None),
+            )
+            line_id = len(hypotheses)
+            while buffer := list(_take(pairs, buffer_size)):
+                sources = [source for source, _ in buffer]
+                refs = [ref for _, ref in buffer]
+                nbests, count = self._decode(
+                    sources,
+                    source_lang=corpus.source_lang,
+                    target_lang=corpus.target_lang,
+                    domain=corpus.domain,
+                    teacher_forcing=refs if teacher_forcing else None,
+                    return_scores=verbose,
+                    return_layers=layers,
+                    options=options,
+                )
+                truncated += count
+                outputs += nbests
+                for nbest, ref in zip(nbests, refs):
+                    best = nbest[0]
+                    hypotheses.append(best["detok"])
+                    if ref is not None:
+                        kept_refs.append(ref)
+                    if sink:
+                        sink.write(format_hypothesis(best, line_id, verbose) + "\n")
+                    line_id += 1
+                if sink:
+                    sink.flush()
+                bar.update(len(buffer))
+            bar.close()
+        finally:
+            if out_file:
+                out_file.close()
+        if partial_path:
+            os.replace(partial_path, output_path)
+        self._warn_truncated(truncated)
+        if corpus.ref_path is not None and hypotheses:
+            self.metrics = corpus_scores(hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang))
+        return outputs
+
+    def _read_pairs(self, corpus: InferenceCorpus) -> Iterator[tuple[str, str | None]]:
+        """(source, reference) line pairs; with a reference, pairs with an empty side are skipped."""
+        if corpus.source_path is not None and not Path(corpus.source_path).is_file():
+            raise FileNotFoundError(f"input file not found: {corpus.source_path}")
+        if corpus.ref_path is None:
+            return ((line, None) for line in read_lines(corpus.source_path))
+        if not Path(corpus.ref_path).is_file():
+            raise FileNotFoundError(f"reference file not found: {corpus.ref_path}")
+        return _nonempty_pairs(corpus)
+
+    def _resume(self, output_path: str, partial_path: str, verbose: bool) -> list[str]:
+        """Complete outputs of an interrupted run (in `<output>.partial`, or a finished `<output>`)."""
+        for path in (partial_path, output_path):
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8", errors="replace", newline="") as file:
+                    return completed_outputs(file, verbose)
+        return []
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Model and tokenizer details
+
+    def _check_language(self, lang: str | None, side: str) -> str | None:
+        declared = self.source_langs if side == "source" else self.target_langs
+        if lang is None:
+            return declared[0] if len(declared) == 1 else None
+        if declared and lang not in declared:
+            raise ValueError(f"unknown {side} language {lang!r}: this model supports {', '.join(declared)}")
+        if self._uses_lang_codes(side) and self._lang_token(lang) is None:
+            raise ValueError(
+                f"unknown {side} language {lang!r}: the tokenizer has no language code for it "
+                f"(looked for {lang!r}, '__{lang}__' and '<lang:{lang}>')"
+            )
+        return lang
+
+    def _uses_lang_codes(self, side: str) -> bool:
+        tokenizer = self.tokenizer
+        if hasattr(tokenizer, "source_lang_code"):  # PaseroTokenizer: language codes only where its flags say
+            if side == "source":
+                return bool(tokenizer.source_lang_code)
+            return bool(tokenizer.target_lang_code or tokenizer.lang_code)
+        return hasattr(tokenizer, "src_lang" if side == "source" else "tgt_lang")
+
+    def _set_tokenizer_languages(self, source_lang: str | None, target_lang: str | None) -> None:
+        """Point the tokenizer at the languages (NLLB/M2M100/Pasero tokenizers place language codes themselves)."""
+        tokenizer = self.tokenizer
+        if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
+            # PaseroTokenizer's setters check both languages: this first assignment may see a stale source language
+            with contextlib.suppress(ValueError):
+                tokenizer.tgt_lang = target_lang
+        if source_lang is not None and hasattr(tokenizer, "src_lang"):
+            tokenizer.src_lang = source_lang
+        if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
+            tokenizer.tgt_lang = target_lang
+
+    def _lang_token(self, lang: str) -> str | None:
+        if lang in self._special_tokens and lang in self._vocab:
+            return lang
+        for candidate in (f"__{lang}__", f"<lang:{lang}>"):
+            if candidate in self._vocab:
+                return candidate
+        return None
+
+    def _encode_sources(self, sentences: list[str]) -> list[list[int]]:
+        nonblank = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+        encoded: list[list[int]] = [[] for _ in sentences]
+        if nonblank:
+            ids = self.tokenizer([sentences[index] for index in nonblank], add_special_tokens=True)["input_ids"]
+            for index, sentence_ids in zip(nonblank, ids):
+                encoded[index] = list(sentence_ids)
+        return encoded
+
+    def _encode_targets(self, targets: Sequence[str]) -> list[list[int]]:
+        ids = self.tokenizer(list(targets), add_special_tokens=False)["input_ids"]
+        return [list(target) + [self.tokenizer.eos_token_id] for target in ids]
+
+    def _decoder_prompt(self, target_lang: str | None) -> list[int]:
+        """Decoder start token, then the target language code for models that expect one."""
+        if not self.is_encoder_decoder:
+            return []
+        if hasattr(self.tokenizer, "decoder_prefix_ids"):  # the tokenizer knows its model's decoder layout
+            return list(self.tokenizer.decoder_prefix_ids())
+        start = getattr(self.model.config, "decoder_start_token_id", None)
+        if start is None:
+            start = self.model.generation_config.decoder_start_token_id
+        prompt = [start]
+        if target_lang is not None and self._uses_lang_codes("target"):
+            token = self._lang_token(target_lang)
+            prompt.append(self._vocab[token])
+        return prompt
+
+    def _model_kwargs(self, source_lang, target_lang, domain) -> dict[str, Any]:
+        """Languages and domain, for models whose forward takes them (Pasero adapters)."""
+        values = {"source_lang": source_lang, "target_lang": target_lang, "domain": domain}
+        return {key: value for key, value in values.items() if value is not None and key in self._forward_params}
+
+    def _encoder_params(self) -> set[str]:
+        return set(inspect.signature(self.model.get_encoder().forward).parameters)
+
+    def _max_source_len(self, decoding: DecodingOptions) -> int | None:
+        if decoding.max_source_len is not None:
+            return decoding.max_source_len
+        config = self.model.config.get_text_config()
+        names = ("encoder_max_len", "max_source_positions", "max_position_embeddings", "n_positions")
+        for name in names:
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def _num_layers(self, side: str) -> int:
+        config = self.model.config.get_text_config()
+        names = ("encoder_layers",) if side == "enc" else ("decoder_layers", "num_hidden_layers", "n_layer")
+        for name in names:
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        raise ValueError(f"cannot find the number of {side} layers in the model config")
+
+    def _parse_layers(self, names: Sequence[str]) -> list[tuple[str, str, int, str]]:
+        layers = []
+        for name in dict.fromkeys(names):
+            match = _LAYER_NAME.fullmatch(name)
+            if match is None or (match.group(1) == "enc" and match.group(3) == "_cross_attn"):
+                raise ValueError(
+                    f"unknown layer name {name!r} in return_layers: expected enc_N, enc_N_self_attn, dec_N, "
+                    "dec_N_self_attn or dec_N_cross_attn"
+                )
+            side, layer, kind = match.group(1), int(match.group(2)), match.group(3) or ""
+            if not self.is_encoder_decoder:
+                raise ValueError("return_layers needs an encoder-decoder model")
+            if layer >= self._num_layers(side):
+                raise ValueError(f"return_layers: {name!r} but the model has {self._num_layers(side)} {side} layers")
+            layers.append((name, side, layer, kind))
+        return layers
+
+    @contextlib.contextmanager
+    def _attention_for(self, layers):
+        """Eager attention while attention weights are requested (SDPA does not return them), then back."""
+        wants_attention = any(kind for _, _, _, kind in layers)
+        current = getattr(self.model.config, "_attn_implementation", None)
+        if not wants_attention or current == "eager":
+            yield
+            return
+        self.model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(current)
+
+    @staticmethod
+    def _warn_truncated(count: int) -> None:
+        if count:
+            logger.warning("%d source line(s) longer than the maximum source length were truncated", count)
+
+
+def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    sources = list(inference_yaml.get("source_langs") or [])
+    targets = list(inference_yaml.get("target_langs") or [])
+    for pair in inference_yaml.get("lang_pairs") or []:
+        source, _, target = str(pair).partition("-")
+        sources.append(source)
+        targets.append(target)
+    return list(dict.fromkeys(sources)), list(dict.fromkeys(targets))
+
+
+def _nonempty_pairs(corpus: InferenceCorpus) -> Iterator[tuple[str, str]]:
+    line_number = 0
+    for source, ref in itertools.zip_longest(read_lines(corpus.source_path), read_lines(corpus.ref_path)):
+        line_number += 1
+        if source is None or ref is None:
+            shorter = corpus.source_path if source is None else corpus.ref_path
+            raise ValueError(
+                f"{corpus.source_path} and {corpus.ref_path} have different numbers of lines: {shorter} ends after "
+                f"line {line_number - 1}"
+            )
+        if source.strip() and ref.strip():
+            yield source, ref
+
+
+def _take(iterator: Iterator, count: int) -> Iterator:
+    for _ in range(count):
+        item = next(iterator, None)
+        if item is None:
+            return
+        yield item
+
+
+def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(sequence) for sequence in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _truncate(ids: list[int], max_len: int, eos_id: int | None) -> list[int]:
+    """Keep the first tokens and the final EOS (if the sequence ends with one)."""
+    if eos_id is not None and ids and ids[-1] == eos_id:
+        return ids[: max_len - 1] + [eos_id]
+    return ids[:max_len]
+
+
+def _cut_at_eos(ids: list[int], eos_id: int) -> list[int]:
+    return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
+
+
+def _encoder_layer(encoder_out, sentence: int, layer: int, kind: str, src_len: int) -> np.ndarray:
+    if kind:
+        attention = encoder_out.attentions[layer][sentence, :, :src_len, :src_len]  # heads, src, src
+        return attention.permute(1, 0, 2).float().cpu().numpy()
+    return encoder_out.hidden_states[layer + 1][sentence, :src_len].float().cpu().numpy()
+
+
+def _decoder_layer(out, row: int, layer: int, kind: str, offset: int, length: int, src_len: int) -> np.ndarray:
+    rows = slice(offset, offset + length)
+    if kind == "_cross_attn":
+        attention = out.cross_attentions[layer][row, :, rows, :src_len]
+    elif kind == "_self_attn":
+        attention = out.decoder_attentions[layer][row, :, rows, : offset + length]
+    else:
+        return out.decoder_hidden_states[layer + 1][row, rows].float().cpu().numpy()
+    return attention.permute(1, 0, 2).float().cpu().numpy()
+
+
+def _default_bleu_tok(target_lang: str | None) -> str:
+    """sacrebleu's tokenizer for a target language: 'zh' for Chinese (as Pasero), '13a' otherwise."""
+    lang = (target_lang or "").lower()
+    return "zh" if lang.startswith(("zh", "zho", "cmn")) else "13a"
+

@@ -1,0 +1,853 @@
+"""The Pasero Transformer (fairseq-style encoder-decoder, with optional bottleneck adapters) for `transformers`.
+
+Self-contained (imports only torch, transformers and the standard library; the configuration is imported relatively)
+so that `save_pretrained` can copy it next to the weights for `trust_remote_code=True` loading.
+
+Layout and numerics follow Pasero: token embeddings scaled by sqrt(embed_dim), positions starting at
+`positional_encoding_shift` (2, as in fairseq), post-norm or pre-norm layers, decoder starting with `</s>`.
+Bottleneck adapters (Bapna et al., 2019) follow each layer when configured: named, stacked in order, selected per
+batch from its languages or domain, or explicitly with `set_active_adapters`.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
+
+from .configuration_pasero import PaseroConfig, check_adapter_name
+
+logger = logging.get_logger(__name__)
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": lambda: nn.GELU(approximate="none"),
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+}
+_KEEP = object()  # "leave this side's adapter selection as it is" in `set_active_adapters`
+
+
+def shift_tokens_right(labels: torch.LongTensor, pad_token_id: int, decoder_start_token_id: int) -> torch.LongTensor:
+    """Decoder inputs for teacher forcing: `decoder_start_token_id` followed by the labels minus their last token."""
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention; returns the output as (B, T, H, D) and the weights as (B, H, T, S)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights.float(), dim=-1).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean (B, 1, T, S) mask (True = attend) -> additive float mask."""
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+class PaseroSinusoidalPositions(nn.Module):
+    """Fixed sinusoidal position embeddings (fairseq's formula), indexed by absolute position."""
+
+    def __init__(self, num_positions: int, embedding_dim: int):
+        super().__init__()
+        self.num_positions = num_positions
+        self.embedding_dim = embedding_dim
+        self.register_buffer("weight", self.table(num_positions, embedding_dim), persistent=False)
+
+    @staticmethod
+    def table(num_positions: int, embedding_dim: int) -> torch.Tensor:
+        half_dim = embedding_dim // 2
+        frequencies = torch.exp(torch.arange(half_dim, dtype=torch.float) * -(math.log(10000) / (half_dim - 1)))
+        angles = torch.arange(num_positions, dtype=torch.float).unsqueeze(1) * frequencies.unsqueeze(0)
+        table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        if embedding_dim % 2:
+            table = torch.cat([table, torch.zeros(num_positions, 1)], dim=1)
+        return table
+
+    def forward(self, positions: torch.LongTensor) -> torch.Tensor:
+        return self.weight[positions]
+
+
+class PaseroLearnedPositions(nn.Embedding):
+    """Learned position embeddings, indexed by absolute position."""
+
+
+class PaseroAttention(nn.Module):
+    """Multi-head attention (self or cross). Head count is derived from the projection's local output size, so that
+    tensor-parallel sharding of q/k/v (colwise) and out_proj (rowwise) works unchanged."""
+
+    def __init__(self, config: PaseroConfig, num_heads: int, layer_idx: int, is_cross_attention: bool = False):
+        super().__init__()
+        self.config = config
+        embed_dim = config.embed_dim
+        self.head_dim = embed_dim // num_heads
+        self.scaling = self.head_dim**-0.5 if config.scale_attn else 1.0
+        self.dropout = config.attention_dropout
+        self.layer_idx = layer_idx
+        self.is_cross_attention = is_cross_attention
+        self.is_causal = False  # causality is always in the explicit mask
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias and config.attention_key_bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*x.shape[:-1], -1, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: EncoderDecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        query = self._heads(self.q_proj(hidden_states))
+        layer_cache = None
+        if cache is not None:
+            layer_cache = cache.cross_attention_cache if self.is_cross_attention else cache.self_attention_cache
+        if self.is_cross_attention and cache is not None and cache.is_updated.get(self.layer_idx):
+            key = layer_cache.layers[self.layer_idx].keys
+            value = layer_cache.layers[self.layer_idx].values
+        else:
+            source = key_value_states if self.is_cross_attention else hidden_states
+            key = self._heads(self.k_proj(source))
+            value = self._heads(self.v_proj(source))
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
+                if self.is_cross_attention:
+                    cache.is_updated[self.layer_idx] = True
+
+        implementation = self.config._attn_implementation or "eager"
+        if output_attentions:
+            # Only eager attention returns weights: asking for them switches this call to eager, not to `None`s.
+            implementation = "eager"
+        attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        output, weights = attention_fn(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        output = self.out_proj(output.reshape(*hidden_states.shape[:-1], -1))
+        return output, weights
+
+
+class PaseroAdapter(nn.Module):
+    """Residual bottleneck adapter: x + up(relu(down(layer_norm(x))))."""
+
+    def __init__(self, embed_dim: int, bottleneck_dim: int, zero_init: bool):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.down = nn.Linear(embed_dim, bottleneck_dim)
+        self.up = nn.Linear(bottleneck_dim, embed_dim)
+        # transformers initializes leaf modules only, so the projections carry their adapter init rule themselves
+        self.down.adapter_init = "kaiming" if zero_init else "near_zero"
+        self.up.adapter_init = "zero" if zero_init else "near_zero"
+        self.activation = nn.ReLU()
+        for projection in (self.down, self.up):
+            init_adapter_projection(projection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.activation(self.down(self.layer_norm(x))))
+
+
+def init_adapter_projection(projection: nn.Linear) -> None:
+    """Pasero's adapter init: identity adapters (kaiming down, zero up) or near-zero ones, so that a freshly added
+    adapter barely changes a trained model."""
+    if projection.adapter_init == "kaiming":
+        init.kaiming_uniform_(projection.weight, a=math.sqrt(5))
+    elif projection.adapter_init == "zero":
+        init.zeros_(projection.weight)
+    else:
+        init.uniform_(projection.weight, -1e-6, 1e-6)
+    init.zeros_(projection.bias)
+
+
+class _PaseroLayer(GradientCheckpointingLayer):
+    """What encoder and decoder layers share: the feed-forward block, norms placement and adapters."""
+
+    def __init__(self, config: PaseroConfig, side: str, layer_idx: int, adapter_names: Sequence[str]):
+        super().__init__()
+        embed_dim = config.embed_dim
+        self.prenorm = getattr(config, f"{side}_prenorm")
+        self.dropout = nn.Dropout(config.dropout if side == "encoder" else config.decoder_dropout)
+        self.self_attn = PaseroAttention(config, getattr(config, f"{side}_attention_heads"), layer_idx)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps)
+        ffn_dim = getattr(config, f"{side}_ffn_dim")
+        self.fc1 = nn.Linear(embed_dim, ffn_dim, bias=config.has_bias)
+        self.fc2 = nn.Linear(ffn_dim, embed_dim, bias=config.has_bias)
+        self.activation = _ACTIVATIONS[config.activation_fn]()
+        self.activation_dropout = nn.Dropout(config.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps)
+        self.adapter_dim = getattr(config, f"{side}_adapter_dim")
+        self.adapter_zero_init = config.adapter_zero_init
+        self.adapters = nn.ModuleDict()
+        for name in adapter_names:
+            self.add_adapter(name)
+
+    def add_adapter(self, name: str) -> None:
+        parameter = self.fc1.weight
+        self.adapters[name] = PaseroAdapter(self.fc1.in_features, self.adapter_dim, self.adapter_zero_init).to(
+            device=parameter.device, dtype=parameter.dtype
+        )
+
+    def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, block: Callable) -> tuple[torch.Tensor, ...]:
+        """Residual block with the configured norm placement; returns the new states and the block's extra outputs."""
+        residual = x
+        if self.prenorm:
+            x = norm(x)
+        x, *extra = block(x)
+        x = residual + self.dropout(x)
+        if not self.prenorm:
+            x = norm(x)
+        return (x, *extra)
+
+    def feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.fc2(self.activation_dropout(self.activation(self.fc1(x)))),)
+
+    def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
+        for name in adapter_names:
+            if name in self.adapters:
+                x = self.adapters[name](x)
+        return x
+
+
+class PaseroEncoderLayer(_PaseroLayer):
+    def __init__(self, config: PaseroConfig, layer_idx: int, adapter_names: Sequence[str] = ()):
+        super().__init__(config, "encoder", layer_idx, adapter_names)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        adapter_names: Sequence[str] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hidden_states, weights = self.sublayer(
+            hidden_states,
+            self.self_attn_layer_norm,
+            lambda x: self.self_attn(x, attention_mask=attention_mask, output_attentions=output_attentions),
+        )
+        (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
+        return self.apply_adapters(hidden_states, adapter_names), weights
+
+
+class PaseroDecoderLayer(_PaseroLayer):
+    def __init__(self, config: PaseroConfig, layer_idx: int, adapter_names: Sequence[str] = ()):
+        super().__init__(config, "decoder", layer_idx, adapter_names)
+        self.encoder_attn = PaseroAttention(
+            config, config.decoder_attention_heads, layer_idx, is_cross_attention=True
+        )
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.embed_dim, eps=config.norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
+        cache: EncoderDecoderCache | None = None,
+        output_attentions: bool = False,
+        adapter_names: Sequence[str] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        hidden_states, self_weights = self.sublayer(
+            hidden_states,
+            self.self_attn_layer_norm,
+            lambda x: self.self_attn(
+                x, attention_mask=attention_mask, cache=cache, output_attentions=output_attentions
+            ),
+        )
+        hidden_states, cross_weights = self.sublayer(
+            hidden_states,
+            self.encoder_attn_layer_norm,
+            lambda x: self.encoder_attn(
+                x,
+                key_value_states=encoder_hidden_states,
+                attention_mask=encoder_attention_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+            ),
+        )
+        (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
+        return self.apply_adapters(hidden_states, adapter_names), self_weights, cross_weights
+
+
+class PaseroPreTrainedModel(PreTrainedModel):
+    config: PaseroConfig
+    config_class = PaseroConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PaseroEncoderLayer", "PaseroDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Pasero's initialization.
+        if isinstance(module, nn.Linear) and hasattr(module, "adapter_init"):
+            init_adapter_projection(module)
+        elif isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=module.embedding_dim**-0.5)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, PaseroSinusoidalPositions):
+            init.copy_(module.weight, module.table(module.num_positions, module.embedding_dim))
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then adapters without weights in the checkpoint are removed with a
+        warning (as Pasero disables them) instead of being used with random weights."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = set(info.get("missing_keys", ()))
+        for stack in (model.get_encoder(), model.get_decoder()):
+            stack.drop_adapters_missing_from(missing)
+        return (model, info) if wants_info else model
+
+
+class _PaseroStack(nn.Module):
+    """What the encoder and the decoder share: embeddings, positions, layers, adapter selection."""
+
+    def __init__(self, config: PaseroConfig, side: str, embed_tokens: nn.Embedding, layer_class: type):
+        super().__init__()
+        self.config = config
+        self.side = side
+        embed_dim = config.embed_dim
+        self.embed_tokens = embed_tokens
+        self.embed_scale = math.sqrt(embed_dim) if config.scale_embed else 1.0
+        self.max_len = getattr(config, f"{side}_max_len")
+        num_positions = self.max_len + config.positional_encoding_shift
+        if getattr(config, f"{side}_positional_encoding") == "learned":
+            self.embed_positions = PaseroLearnedPositions(num_positions, embed_dim)
+        else:
+            self.embed_positions = PaseroSinusoidalPositions(num_positions, embed_dim)
+        self.layernorm_embedding = (
+            nn.LayerNorm(embed_dim, eps=config.norm_eps) if getattr(config, f"{side}_embed_norm") else None
+        )
+        side_dropout = config.dropout if side == "encoder" else config.decoder_dropout
+        self.dropout = nn.Dropout(config.embed_dropout if config.embed_dropout is not None else side_dropout)
+        adapter_layer_ids = getattr(config, f"{side}_adapter_layer_ids")
+        has_adapters = bool(getattr(config, f"{side}_adapter_dim"))
+        adapter_names = getattr(config, f"{side}_adapters") or []
+        self.layers = nn.ModuleList(
+            layer_class(
+                config,
+                layer_idx,
+                adapter_names
+                if has_adapters and (adapter_layer_ids is None or layer_idx in adapter_layer_ids)
+                else (),
+            )
+            for layer_idx in range(getattr(config, f"{side}_layers"))
+        )
+        self.layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps) if getattr(config, f"{side}_prenorm") else None
+        self.active_adapters: list[str] | None = None  # None: chosen per batch / from the configuration
+        self._warned_missing: set[str] = set()
+
+    # -- adapters --------------------------------------------------------------------------------------------
+    def adapter_layers(self) -> list[_PaseroLayer]:
+        if not getattr(self.config, f"{self.side}_adapter_dim"):
+            return []
+        layer_ids = getattr(self.config, f"{self.side}_adapter_layer_ids")
+        return [layer for idx, layer in enumerate(self.layers) if layer_ids is None or idx in layer_ids]
+
+    def adapter_names(self) -> list[str]:
+        """Names of the adapters this stack holds weights for."""
+        names: dict[str, None] = {}
+        for layer in self.adapter_layers():
+            names.update(dict.fromkeys(layer.adapters))
+        return list(names)
+
+    def add_adapters(self, names: Sequence[str]) -> None:
+        layers = self.adapter_layers()
+        if not layers:
+            raise ValueError(f"cannot add {self.side} adapters: PaseroConfig.{self.side}_adapter_dim is 0")
+        for name in names:
+            check_adapter_name(name, f"{self.side} adapter")
+            for layer in layers:
+                if name not in layer.adapters:
+                    layer.add_adapter(name)
+        configured = list(getattr(self.config, f"{self.side}_adapters") or [])
+        setattr(self.config, f"{self.side}_adapters", configured + [n for n in names if n not in configured])
+
+    def drop_adapters_missing_from(self, missing_keys: set[str]) -> None:
+        """Remove the adapters whose weights a checkpoint lacked (`missing_keys`), warning once per name."""
+        dropped: dict[str, list[int]] = {}
+        for idx, layer in enumerate(self.layers):
+            for name in list(layer.adapters):
+                key = f"{self.side}.layers.{idx}.adapters.{name}.down.weight"
+                if key in missing_keys or f"model.{key}" in missing_keys:
+                    del layer.adapters[name]
+                    dropped.setdefault(name, []).append(idx)
+        for name, layer_ids in dropped.items():
+            logger.warning(
+                f"{self.side} adapter '{name}' has no weights in the checkpoint (layers {layer_ids}): disabled"
+            )
+
+    def resolve_adapters(self, selectors: dict[str, str | None]) -> list[str]:
+        """Adapters to stack for this batch: the explicit selection, else the ones `*_adapters_by` picks from the
+        batch's languages/domain, else all the configured ones. Names without weights are skipped with a warning."""
+        if not getattr(self.config, f"{self.side}_adapter_dim"):
+            return []
+        if self.active_adapters is not None:
+            names = self.active_adapters
+        elif getattr(self.config, f"{self.side}_adapters_by"):
+            names = [self._adapter_for(key, selectors) for key in getattr(self.config, f"{self.side}_adapters_by")]
+        else:
+            names = getattr(self.config, f"{self.side}_adapters") or []
+        available = set(self.adapter_names())
+        for name in names:
+            if name not in available and name not in self._warned_missing:
+                self._warned_missing.add(name)
+                logger.warning(f"no weights for {self.side} adapter '{name}': it is disabled")
+        return [name for name in names if name in available]
+
+    def _adapter_for(self, key: str, selectors: dict[str, str | None]) -> str:
+        needed = ("source_lang", "target_lang") if key == "lang_pair" else (key,)
+        values = []
+        for name in needed:
+            value = selectors.get(name)
+            if isinstance(value, (list, tuple)):
+                if len(set(value)) != 1:
+                    raise ValueError(
+                        f"{self.side}_adapters_by={key!r} needs one {name} per batch, got {sorted(set(value))}"
+                    )
+                value = value[0]
+            if value is None:
+                raise ValueError(
+                    f"PaseroConfig.{self.side}_adapters_by includes {key!r}: pass `{name}=...` to forward/generate "
+                    "(or select adapters with `set_active_adapters`)"
+                )
+            values.append(value)
+        if key == "domain":
+            return f"domain:{values[0]}"
+        return "lang:" + "->".join(values)
+
+    # -- embeddings ------------------------------------------------------------------------------------------
+    def embed(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, offset: int
+    ) -> torch.Tensor:
+        """Scaled token embeddings (or `inputs_embeds`) plus positions from `offset`, normalized and dropped out."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError(f"the {self.side} needs exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        length = inputs_embeds.shape[1]
+        if offset + length > self.max_len:
+            raise ValueError(
+                f"{self.side} input of {offset + length} positions exceeds PaseroConfig.{self.side}_max_len "
+                f"({self.max_len})"
+            )
+        positions = torch.arange(offset, offset + length, device=inputs_embeds.device) + (
+            self.config.positional_encoding_shift
+        )
+        x = inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype)
+        if self.layernorm_embedding is not None:
+            x = self.layernorm_embedding(x)
+        return self.dropout(x)
+
+
+class PaseroEncoder(_PaseroStack):
+    def __init__(self, config: PaseroConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, "encoder", embed_tokens, PaseroEncoderLayer)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        domain: str | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        adapters = self.resolve_adapters({"source_lang": source_lang, "target_lang": target_lang, "domain": domain})
+        x = self.embed(input_ids, inputs_embeds, offset=0)
+        mask = None
+        if attention_mask is not None:
+            mask = _additive_mask(attention_mask.bool()[:, None, None, :], x.dtype)
+        all_states, all_attentions = [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_states.append(x)
+            x, weights = layer(x, mask, output_attentions=output_attentions, adapter_names=adapters)
+            if output_attentions:
+                all_attentions.append(weights)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        if output_hidden_states:
+            all_states.append(x)
+        output = BaseModelOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(all_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class PaseroDecoder(_PaseroStack):
+    def __init__(self, config: PaseroConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, "decoder", embed_tokens, PaseroDecoderLayer)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        domain: str | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions | tuple:
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if not use_cache:
+            cache = None
+        adapters = self.resolve_adapters({"source_lang": source_lang, "target_lang": target_lang, "domain": domain})
+        past_length = cache.self_attention_cache.get_seq_length() if cache is not None else 0
+        x = self.embed(input_ids, inputs_embeds, offset=past_length)
+        self_mask = self._self_attention_mask(attention_mask, past_length, x)
+        cross_mask = None
+        if encoder_attention_mask is not None:
+            cross_mask = _additive_mask(encoder_attention_mask.bool()[:, None, None, :], x.dtype)
+        all_states, self_attentions, cross_attentions = [], [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_states.append(x)
+            x, self_weights, cross_weights = layer(
+                x,
+                self_mask,
+                encoder_hidden_states,
+                cross_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+                adapter_names=adapters,
+            )
+            if output_attentions:
+                self_attentions.append(self_weights)
+                cross_attentions.append(cross_weights)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        if output_hidden_states:
+            all_states.append(x)
+        output = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=x,
+            cache=cache,
+            hidden_states=tuple(all_states) if output_hidden_states else None,
+            attentions=tuple(self_attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def _self_attention_mask(
+        self, attention_mask: torch.Tensor | None, past_length: int, x: torch.Tensor
+    ) -> torch.Tensor:
+        length = x.shape[1]
+        total = past_length + length
+        query_positions = torch.arange(past_length, total, device=x.device)[:, None]
+        keep = (torch.arange(total, device=x.device)[None, :] <= query_positions)[None, None]
+        if attention_mask is not None:
+            if attention_mask.shape[-1] != total:
+                raise ValueError(
+                    f"decoder_attention_mask covers {attention_mask.shape[-1]} positions, expected {total} "
+                    f"({past_length} cached + {length} new)"
+                )
+            keep = keep & attention_mask.bool()[:, None, None, :]
+        return _additive_mask(keep, x.dtype)
+
+
+class PaseroModel(PaseroPreTrainedModel):
+    """The bare Pasero encoder-decoder, returning the decoder's last hidden states."""
+
+    def __init__(self, config: PaseroConfig):
+        super().__init__(config)
+        encoder_vocab = config.encoder_vocab_size or config.vocab_size
+        encoder_embed = nn.Embedding(encoder_vocab, config.embed_dim, config.pad_token_id)
+        decoder_embed = nn.Embedding(config.vocab_size, config.embed_dim, config.pad_token_id)
+        self.encoder = PaseroEncoder(config, encoder_embed)
+        self.decoder = PaseroDecoder(config, decoder_embed)
+        self._tied_weights_keys = (
+            {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"} if config.shared_embeddings else {}
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        if self.config.shared_embeddings:
+            self.decoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> PaseroEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> PaseroDecoder:
+        return self.decoder
+
+    # -- adapters --------------------------------------------------------------------------------------------
+    def set_active_adapters(self, encoder=_KEEP, decoder=_KEEP) -> None:
+        """Choose the adapters to stack, in order, on each side: a list of names (an empty list disables them), or
+        None to go back to the automatic choice (`*_adapters_by` from the batch, else all configured adapters)."""
+        for stack, names in ((self.encoder, encoder), (self.decoder, decoder)):
+            if names is _KEEP:
+                continue
+            if names is not None:
+                names = [names] if isinstance(names, str) else list(names)
+                for name in names:
+                    check_adapter_name(name, f"set_active_adapters({stack.side}=...)")
+            stack.active_adapters = names
+
+    def add_adapters(self, names: Sequence[str], encoder: bool = True, decoder: bool = True) -> None:
+        """Add new, freshly initialized adapters (e.g. a new language pair) next to the existing ones."""
+        if isinstance(names, str):
+            names = [names]
+        for stack, wanted in ((self.encoder, encoder), (self.decoder, decoder)):
+            if wanted:
+                stack.add_adapters(list(names))
+
+    def adapter_names(self) -> dict[str, list[str]]:
+        """Adapters that have weights, per side."""
+        return {"encoder": self.encoder.adapter_names(), "decoder": self.decoder.adapter_names()}
+
+    def freeze_all_but_adapters(self, names: Sequence[str] | None = None) -> int:
+        """Train only adapter parameters (only those of `names` if given); returns the number of trainable ones."""
+        names = None if names is None else set([names] if isinstance(names, str) else names)
+        trainable = 0
+        for param_name, param in self.named_parameters():
+            parts = param_name.split(".")
+            is_adapter = "adapters" in parts and (names is None or parts[parts.index("adapters") + 1] in names)
+            param.requires_grad_(is_adapter)
+            trainable += param.numel() if is_adapter else 0
+        if trainable == 0:
+            raise ValueError(f"freeze_all_but_adapters: no adapter parameters match {sorted(names or ['*'])}")
+        return trainable
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        domain: str | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput | tuple:
+        """Standard seq2seq forward. `source_lang`, `target_lang` and `domain` select adapters per batch (see
+        `PaseroConfig.encoder_adapters_by`); they are ignored by models without adapters."""
+        selectors = {"source_lang": source_lang, "target_lang": target_lang, "domain": domain}
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                **selectors,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **selectors,
+        )
+        output = Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
+    """Pasero encoder-decoder with its output projection, for training (cross-entropy on `labels`) and `generate`."""
+
+    def __init__(self, config: PaseroConfig):
+        super().__init__(config)
+        self.model = PaseroModel(config)
+        self.lm_head = nn.Linear(config.embed_dim, config.vocab_size, bias=False)
+        if config.tied_output_projection:
+            source = "encoder" if config.shared_embeddings else "decoder"
+            self._tied_weights_keys = {"lm_head.weight": f"model.{source}.embed_tokens.weight"}
+        else:
+            self._tied_weights_keys = {}
+        self.post_init()
+
+    def get_encoder(self, modality: str | None = None) -> PaseroEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> PaseroDecoder:
+        return self.model.decoder
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def set_active_adapters(self, encoder=_KEEP, decoder=_KEEP) -> None:
+        """See `PaseroModel.set_active_adapters`."""
+        self.model.set_active_adapters(encoder=encoder, decoder=decoder)
+
+    def add_adapters(self, names: Sequence[str], encoder: bool = True, decoder: bool = True) -> None:
+        """See `PaseroModel.add_adapters`."""
+        self.model.add_adapters(names, encoder=encoder, decoder=decoder)
+
+    def adapter_names(self) -> dict[str, list[str]]:
+        """See `PaseroModel.adapter_names`."""
+        return self.model.adapter_names()
+
+    def freeze_all_but_adapters(self, names: Sequence[str] | None = None) -> int:
+        """See `PaseroModel.freeze_all_but_adapters`."""
+        self.lm_head.weight.requires_grad_(False)
+        return self.model.freeze_all_but_adapters(names)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        domain: str | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput | tuple:
+        """Standard seq2seq forward. `labels` (-100 = ignored) give a mean token cross-entropy `loss` (no label
+        smoothing: trainers apply it from the logits). `source_lang`, `target_lang` and `domain` select adapters."""
+        if labels is not None:
+            use_cache = False  # teacher forcing never reuses the cache: don't build one
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            domain=domain,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), ignore_index=-100
+            )
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = ["PaseroPreTrainedModel", "PaseroModel", "PaseroForConditionalGeneration", "shift_tokens_right"]

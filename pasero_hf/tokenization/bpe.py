@@ -1,0 +1,290 @@
+"""Applying a Pasero BPE model (`bpecodes`): text -> inline-cased subwords, exactly as Pasero does.
+
+A `bpecodes` file starts with an optional JSON header line (`# {"inline_case": true, "nfkc": false,
+"protect_regex": null, "tokenization": 2}`) followed by one merge per line (`left right`, highest priority first).
+
+Only the standard library and `regex` are used: this module travels with remote-code tokenizers.
+"""
+
+import json
+import os
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import regex
+
+from .file_utils import write_lines_atomically
+from .inline_casing import (
+    CASE_TOKENS,
+    CASED_WORDS,
+    MASK,
+    MASK_CHAR,
+    PLACEHOLDER,
+    PLACEHOLDER_CHAR,
+    PROTECT_CHAR,
+    UNCASED_WORDS,
+    WORD_BOUNDARY,
+    case_token,
+    is_whitespace,
+    split_on_whitespace,
+)
+
+Merge = tuple[str, str]
+
+# Above this many distinct words the word cache is emptied: memory stays bounded on endless streams.
+_MAX_CACHE_SIZE = 2**20
+
+
+@dataclass
+class BPEOptions:
+    """Options stored in a `bpecodes` header: how text is split into words before the merges apply."""
+
+    inline_case: bool = True
+    nfkc: bool = False
+    protect_regex: Optional[str] = None
+    tokenization: int = 2  # word-splitting aggressiveness, used only when training
+
+    def header(self) -> str:
+        """The `# {...}` first line of a `bpecodes` file (without newline)."""
+        fields = {
+            "tokenization": self.tokenization,
+            "inline_case": self.inline_case,
+            "protect_regex": self.protect_regex,
+            "nfkc": self.nfkc,
+        }
+        return "# " + json.dumps(fields, ensure_ascii=False)
+
+
+_HEADER_KEYS = ("inline_case", "nfkc", "protect_regex", "tokenization")
+
+
+def read_bpecodes(path: Union[str, os.PathLike]) -> tuple[BPEOptions, list[Merge]]:
+    """Read a `bpecodes` file; raise `ValueError` naming the file and line of anything malformed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"BPE codes file not found: {path}")
+    options = BPEOptions()
+    merges: list[Merge] = []
+    with open(path, encoding="utf-8", newline="\n") as bpe_file:
+        for line_number, line in enumerate(bpe_file, 1):
+            line = line.rstrip("\r\n")
+            if line_number == 1 and line.startswith("#"):
+                options = _parse_header(line, path)
+                continue
+            if not line:
+                continue
+            left, sep, right = line.rpartition(" ")
+            if not sep or not left or not right or " " in left:
+                raise ValueError(f"{path}, line {line_number}: expected a merge 'LEFT RIGHT', got {line!r}")
+            merges.append((left, right))
+    return options, merges
+
+
+def _parse_header(line: str, path: str) -> BPEOptions:
+    body = line.strip("# \r\n")
+    if not body.startswith("{"):
+        # subword-nmt writes '#version: 0.2': no options, like Pasero's defaults
+        return BPEOptions()
+    try:
+        fields = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line 1: malformed JSON header ({error.msg}): {line!r}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}, line 1: the JSON header must be an object, got {line!r}")
+    options = BPEOptions()
+    for key in _HEADER_KEYS:
+        if key in fields:
+            setattr(options, key, fields[key])
+    if options.protect_regex is not None:
+        try:
+            regex.compile(options.protect_regex)
+        except regex.error as error:
+            raise ValueError(f"{path}, line 1: invalid protect_regex {options.protect_regex!r}: {error}") from None
+    return options
+
+
+def write_bpecodes(path: Union[str, os.PathLike], options: BPEOptions, merges: Iterable[Merge]) -> None:
+    """Write a `bpecodes` file atomically (temporary file, then rename)."""
+    lines = [options.header() + "\n"]
+    lines.extend(f"{left} {right}\n" for left, right in merges)
+    write_lines_atomically(path, lines)
+
+
+class PaseroBPE:
+    """A Pasero BPE model: `tokenize` gives the same tokens as Pasero's `PaseroTokenizer.tokenize`.
+
+    Args:
+        merges: merge operations, highest priority first.
+        options: word-splitting options (normally from the `bpecodes` header).
+        vocabulary: when given, merged subwords that are not in it are split back into the two parts they were
+            merged from, recursively (what Pasero does when a model's dictionary is passed to its tokenizer).
+    """
+
+    def __init__(
+        self,
+        merges: Sequence[Merge],
+        options: Optional[BPEOptions] = None,
+        vocabulary: Optional[Iterable[str]] = None,
+    ):
+        self.options = options or BPEOptions()
+        self.merges = list(merges)
+        # A pair listed twice keeps its first (highest) priority; a string produced by several pairs is split back
+        # into the first pair that produces it.
+        self._ranks: dict[Merge, int] = {}
+        self._parts: dict[str, Merge] = {}
+        for rank, pair in enumerate(self.merges):
+            self._ranks.setdefault(pair, rank)
+            self._parts.setdefault(pair[0] + pair[1], pair)
+        self.vocabulary = frozenset(vocabulary) if vocabulary is not None else None
+        self._protect = regex.compile(self.options.protect_regex) if self.options.protect_regex else None
+        self._words = CASED_WORDS if self.options.inline_case else UNCASED_WORDS
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def from_file(
+        cls,
+        path: Union[str, os.PathLike],
+        vocabulary: Optional[Iterable[str]] = None,
+        **overrides,
+    ) -> "PaseroBPE":
+        """Load a `bpecodes` file. `overrides` (e.g. `inline_case=False`) replace header options."""
+        options, merges = read_bpecodes(path)
+        for key, value in overrides.items():
+            if key not in _HEADER_KEYS:
+                raise TypeError(f"unknown BPE option {key!r} (expected one of {', '.join(_HEADER_KEYS)})")
+            setattr(options, key, value)
+        return cls(merges, options, vocabulary)
+
+    def __len__(self) -> int:
+        return len(self.merges)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        write_bpecodes(path, self.options, self.merges)
+
+    def tokenize(self, text: str, unk: Optional[str] = None) -> list[str]:
+        """Split one line of text into subword tokens.
+
+        Args:
+            text: any string (it is stripped; inner whitespace runs become one word boundary).
+            unk: when a vocabulary is set, tokens outside it are replaced by this string, where `{token}` is
+                replaced by the token itself.
+        """
+        text = text.strip()
+        if not text:
+            return []
+        if self.options.nfkc:
+            text = unicodedata.normalize("NFKC", text)
+        protected: list[str] = []
+        if self._protect is not None:
+            text = text.replace(PROTECT_CHAR, " ")
+            protected = [match.group(0) for match in self._protect.finditer(text)]
+            text = self._protect.sub(PROTECT_CHAR, text)
+        text = text.replace(MASK_CHAR, "").replace(MASK, MASK_CHAR)
+        text = text.replace(PLACEHOLDER_CHAR, "").replace(PLACEHOLDER, PLACEHOLDER_CHAR)
+        if self.options.inline_case:
+            for symbol in CASE_TOKENS:
+                text = text.replace(symbol, " ")
+        # Words never span a boundary, so each whitespace-separated chunk is encoded (and cached) on its own.
+        text = text.replace(WORD_BOUNDARY, " ")
+        chunks = split_on_whitespace(text)
+        pieces = list(map(self._cache.get, chunks))
+        if None in pieces:
+            pieces = [self._encode_chunk_cached(chunk) for chunk in chunks]
+        # Whitespace left at either end by the replacements above gives a lone boundary token, as in Pasero.
+        if not text or is_whitespace(text[0]):
+            pieces.insert(0, WORD_BOUNDARY)
+        if is_whitespace(text[-1:]):
+            pieces.append(WORD_BOUNDARY)
+        line = " ".join(pieces)
+
+        if protected:
+            # a protected span is its own token: the word boundary before the next word goes with that word
+            line = line.replace(PROTECT_CHAR + " " + WORD_BOUNDARY + " ", PROTECT_CHAR + " ")
+            for span in protected:
+                line = line.replace(PROTECT_CHAR, span, 1)
+        line = line.replace(MASK_CHAR, MASK).replace(PLACEHOLDER_CHAR, PLACEHOLDER)
+        tokens = line.split()
+        if tokens and tokens[0] == WORD_BOUNDARY:
+            # a lone boundary at the start of a line carries no information
+            del tokens[0]
+        if unk is not None and self.vocabulary is not None:
+            tokens = [token if token in self.vocabulary else unk.replace("{token}", token) for token in tokens]
+        return tokens
+
+    def tokenize_lines(self, lines: Iterable[str], unk: Optional[str] = None) -> Iterator[list[str]]:
+        """Tokenize many lines; one token list per input line (empty lines give empty lists)."""
+        for line in lines:
+            yield self.tokenize(line, unk=unk)
+
+    def _encode_chunk_cached(self, chunk: str) -> str:
+        encoded = self._cache.get(chunk)
+        if encoded is None:
+            encoded = self._encode_chunk(chunk)
+            if len(self._cache) >= _MAX_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[chunk] = encoded
+        return encoded
+
+    def _encode_chunk(self, chunk: str) -> str:
+        """Space-joined subwords (and case tokens) of one whitespace-free chunk of text, with its `▁` prefix."""
+        return " ".join(self._encode_cased_word(word) for word in self._words.findall(WORD_BOUNDARY + chunk))
+
+    def _encode_cased_word(self, word: str) -> str:
+        """Space-joined subwords (and case tokens) of one word as split by the word pattern."""
+        if not self.options.inline_case:
+            return " ".join(self.encode_word(word))
+        subwords = self.encode_word(word.lower())
+        # The case of each subword is read from the same character span of the original word (lowercasing can
+        # change the length, e.g. 'İ': Pasero reads the shifted span too).
+        out = []
+        start = 0
+        for subword in subwords:
+            end = start + len(subword)
+            out.append(subword)
+            case = case_token(word[start:end])
+            if case:
+                out.append(case)
+            start = end
+        return " ".join(out)
+
+    def encode_word(self, word: str) -> list[str]:
+        """Apply the merges to one (already lowercased) word, then split pieces outside the vocabulary."""
+        symbols = list(word)
+        ranks = self._ranks
+        while len(symbols) > 1:
+            best_rank = None
+            best_pair = None
+            for pair in zip(symbols, symbols[1:]):
+                rank = ranks.get(pair)
+                if rank is not None and (best_rank is None or rank < best_rank):
+                    best_rank = rank
+                    best_pair = pair
+            if best_pair is None:
+                break
+            left, right = best_pair
+            merged = []
+            i = 0
+            n = len(symbols)
+            while i < n:
+                if i + 1 < n and symbols[i] == left and symbols[i + 1] == right:
+                    merged.append(left + right)
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            symbols = merged
+        if self.vocabulary is None:
+            return symbols
+        out: list[str] = []
+        for symbol in symbols:
+            self._split_unknown(symbol, out)
+        return out
+
+    def _split_unknown(self, piece: str, out: list[str]) -> None:
+        parts = self._parts.get(piece)
+        if parts is None or piece in self.vocabulary:
+            out.append(piece)
+        else:
+            self._split_unknown(parts[0], out)
+            self._split_unknown(parts[1], out)

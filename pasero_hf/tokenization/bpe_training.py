@@ -1,0 +1,379 @@
+"""Training a Pasero BPE model: word counting, temperature-based balancing of languages, greedy BPE merges.
+
+The merges follow Pasero's rule: repeatedly merge the most frequent pair of adjacent symbols (ties go to the
+largest pair in string order) until `num_merges` merges or no pair occurs twice. Pair counts are kept exact and
+updated incrementally, which is what makes this much faster than the original trainer.
+"""
+
+import gc
+import os
+import unicodedata
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from typing import Iterable, Iterator, Optional, Sequence
+
+import regex
+
+from .bpe import BPEOptions, Merge, PaseroBPE
+from .inline_casing import CASED_WORDS, UNCASED_WORDS, WHITESPACE, WORD_BOUNDARY, split_on_whitespace
+
+# Further splitting of words before counting, by aggressiveness level (the `tokenization` option):
+# 0: none; 1: alphanumerics apart from other symbols; 2: letters, digits and other symbols apart;
+# 3: like 2 and each other symbol alone; 4: like 3 and each digit alone.
+_SPLIT_LEVELS = (
+    None,
+    regex.compile(r"(▁?[[:alnum:]]+|[^[:alnum:]]+)"),
+    regex.compile(r"(▁?[[:alpha:]]+|▁?[[:digit:]]+|[^[:alnum:]]+)"),
+    regex.compile(r"(▁?[[:alpha:]]+|▁?[[:digit:]]+|[^[:alnum:]])"),
+    regex.compile(r"(▁?[[:alpha:]]+|▁?[[:digit:]]|[^[:alnum:]])"),
+)
+
+# Scripts that words are split between. Kana count as Han: Japanese mixes them inside words.
+_SCRIPTS = (
+    "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
+    "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao", "Tibetan",
+    "Myanmar", "Georgian", "Hangul", "Ethiopic", "Cherokee", "Canadian_Aboriginal", "Ogham", "Runic", "Khmer",
+    "Mongolian", "Han", "Hiragana", "Katakana", "Bopomofo", "Yi", "Common", "Inherited",
+)
+_SCRIPT_PATTERN = regex.compile("|".join(f"(?P<{name}>\\p{{Script={name}}})" for name in _SCRIPTS))
+_SCRIPT_ALIASES = {"Hiragana": "Han", "Katakana": "Han"}
+_script_cache: dict[str, Optional[str]] = {}
+
+_LINES_PER_CHUNK = 50000
+
+_LANG_FROM_FILENAME = regex.compile(r".+\.([a-z]+)$")
+
+
+def _script(char: str) -> Optional[str]:
+    script = _script_cache.get(char, "")
+    if script == "":
+        match = _SCRIPT_PATTERN.match(char)
+        script = _SCRIPT_ALIASES.get(match.lastgroup, match.lastgroup) if match else None
+        _script_cache[char] = script
+    return script
+
+
+def split_by_script(token: str) -> list[str]:
+    """Split `token` where the Unicode script changes (`▁` belongs to the following characters)."""
+    pieces = []
+    current = ""
+    current_script = None
+    for char in token:
+        if char != WORD_BOUNDARY:
+            script = _script(char)
+            if current and current_script is not None and script != current_script:
+                pieces.append(current)
+                current = ""
+            current_script = script
+        current += char
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+@dataclass
+class WordSplitting:
+    """How training text is cut into the words whose frequencies BPE learns from."""
+
+    options: BPEOptions
+    split_by_script: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.options.tokenization < len(_SPLIT_LEVELS):
+            raise ValueError(f"tokenization must be between 0 and {len(_SPLIT_LEVELS) - 1}, "
+                             f"got {self.options.tokenization}")
+
+    def count_raw_words(self, lines: Sequence[str]) -> tuple[Counter, int]:
+        """Counts of the cased words of `lines` (before lowercasing and splitting), and the non-empty line count."""
+        words_pattern = CASED_WORDS if self.options.inline_case else UNCASED_WORDS
+        line_count = sum(1 for line in lines if line.strip())
+        if self.options.nfkc or self.options.protect_regex:
+            return self._count_raw_words_by_line(lines, words_pattern), line_count
+        # Fast path, same words: words never span whitespace, and the newline between two lines acts as the word
+        # boundary each line starts with, so whitespace-separated chunks are counted first and split once each.
+        chunk_counts = Counter(split_on_whitespace("".join(lines).replace(WORD_BOUNDARY, " ")))
+        counts: Counter = Counter()
+        for chunk, count in chunk_counts.items():
+            for word in words_pattern.findall(WORD_BOUNDARY + chunk):
+                counts[word] += count
+        return counts, line_count
+
+    def _count_raw_words_by_line(self, lines: Sequence[str], words_pattern: regex.Pattern) -> Counter:
+        protect = regex.compile(self.options.protect_regex) if self.options.protect_regex else None
+        counts: Counter = Counter()
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            if self.options.nfkc:
+                line = unicodedata.normalize("NFKC", line)
+            if protect is not None:
+                line = protect.sub(" ", line)
+            line = WORD_BOUNDARY + WHITESPACE.sub(WORD_BOUNDARY, line.replace(WORD_BOUNDARY, " "))
+            counts.update(words_pattern.findall(line))
+        return counts
+
+    def split_words(self, raw_counts: Counter) -> Counter:
+        """Lowercase (with inline casing) and split the raw words into the units BPE is trained on."""
+        splitter = _SPLIT_LEVELS[self.options.tokenization]
+        counts: Counter = Counter()
+        for word, count in raw_counts.items():
+            if self.options.inline_case:
+                word = word.lower()
+            pieces = split_by_script(word) if self.split_by_script else [word]
+            if splitter is not None:
+                pieces = [part for piece in pieces for part in splitter.findall(piece)]
+            for piece in pieces:
+                counts[piece] += count
+        return counts
+
+
+def language_of(path: str) -> str:
+    """Language code from a file name's extension (`train.de` -> `de`)."""
+    match = _LANG_FROM_FILENAME.match(os.path.basename(path))
+    if match is None:
+        raise ValueError(f"cannot infer the language of {path}: with several inputs, each file name must end with "
+                         f"a language extension like '.en'")
+    return match.group(1)
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def count_words(
+    paths: Sequence[str], splitting: WordSplitting, threads: int = 1, progress: bool = False
+) -> tuple[dict[str, Counter], dict[str, int]]:
+    """Word counts and non-empty line counts per language (one language 'any' for a single input)."""
+    from tqdm import tqdm
+
+    langs = [language_of(path) for path in paths] if len(paths) > 1 else ["any"]
+    word_counts: dict[str, Counter] = defaultdict(Counter)
+    line_counts: dict[str, int] = defaultdict(int)
+    executor = ProcessPoolExecutor(threads) if threads > 1 else None
+    try:
+        for path, lang in zip(paths, langs):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"training file not found: {path}")
+            raw: Counter = Counter()
+            line_count = 0
+            with open(path, encoding="utf-8", errors="replace") as text_file, tqdm(
+                desc=f"reading {path}", unit=" lines", disable=not progress
+            ) as bar:
+                chunks = _chunks(text_file, _LINES_PER_CHUNK)
+                results = map(splitting.count_raw_words, chunks) if executor is None else executor.map(
+                    splitting.count_raw_words, chunks
+                )
+                for chunk_counts, chunk_lines in results:
+                    raw.update(chunk_counts)
+                    line_count += chunk_lines
+                    bar.update(chunk_lines)
+            word_counts[lang].update(splitting.split_words(raw))
+            line_counts[lang] += line_count
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    return dict(word_counts), dict(line_counts)
+
+
+def balance_languages(
+    word_counts: dict[str, Counter], line_counts: dict[str, int], temperature: float = 1.0
+) -> Counter:
+    """Joint word counts where each language is weighted so that its share of lines follows p_lang^(1/T).
+
+    T=1 keeps the natural proportions; larger T moves towards uniform, giving low-resource languages more merges.
+    The largest language keeps weight 1.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if len(word_counts) == 1:
+        return Counter(next(iter(word_counts.values())))
+    langs = list(word_counts)
+    lines = [line_counts.get(lang, 0) for lang in langs]
+    if not all(lines):
+        empty = [lang for lang, count in zip(langs, lines) if not count]
+        raise ValueError(f"no non-empty lines for language(s): {', '.join(empty)}")
+    total = sum(lines)
+    probs = [(count / total) ** (1 / temperature) for count in lines]
+    largest = max(lines)
+    best_prob = max(probs)
+    # multiplier = (target share / natural share), normalized so that the largest language has weight 1
+    multipliers = [largest * prob / (best_prob * count) for prob, count in zip(probs, lines)]
+    joint: dict[str, float] = defaultdict(float)
+    for lang, multiplier in zip(langs, multipliers):
+        for word, count in word_counts[lang].items():
+            joint[word] += count * multiplier
+    return Counter({word: round(count) for word, count in joint.items()})
+
+
+def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) -> tuple[list[Merge], dict[str, tuple]]:
+    """Greedy BPE on `word_counts`; returns the merges and each word's final segmentation."""
+    from tqdm import tqdm
+
+    word_list = list(word_counts)
+    words = [list(word) for word in word_list]
+    freqs = [word_counts[word] for word in word_list]
+
+    pair_counts: dict[Merge, int] = defaultdict(int)
+    where: dict[Merge, set] = defaultdict(set)
+    for index, (symbols, freq) in enumerate(zip(words, freqs)):
+        for pair in zip(symbols, symbols[1:]):
+            pair_counts[pair] += freq
+            where[pair].add(index)
+    # Pairs grouped by count: the best count never increases (a new pair is at most as frequent as the merged
+    # pair), so a pointer walking down the counts finds the best pair without scanning all pairs.
+    by_count: dict[int, set] = defaultdict(set)
+    for pair, count in pair_counts.items():
+        by_count[count].add(pair)
+    top = max(pair_counts.values(), default=0)
+
+    merges: list[Merge] = []
+    # The loop allocates millions of small objects and frees few: the cyclic garbage collector would rescan the
+    # growing heap again and again for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    bar = tqdm(total=num_merges, desc="learning merges", unit=" merges", disable=not progress)
+    while len(merges) < num_merges:
+        while top >= 2 and not by_count.get(top):
+            by_count.pop(top, None)
+            top -= 1
+        if top < 2:
+            break
+        best = max(by_count[top])
+        merges.append(best)
+        bar.update()
+        left, right = best
+        joined = left + right
+        pair_counts.pop(best)
+        by_count[top].discard(best)
+        deltas: dict[Merge, int] = defaultdict(int)
+        for index in where.pop(best):
+            symbols = words[index]
+            starts = _occurrences(symbols, left, right)
+            if not starts:
+                continue  # stale index entry: an earlier merge consumed the pair in this word
+            freq = freqs[index]
+            n = len(symbols)
+            if len(starts) == 1:
+                # the common case, written out: two neighbour pairs change, `left right` itself is gone
+                start = starts[0]
+                merged = symbols[:start]
+                merged.append(joined)
+                merged += symbols[start + 2:]
+                if start:
+                    before = symbols[start - 1]
+                    deltas[before, left] -= freq
+                    deltas[before, joined] += freq
+                    where[before, joined].add(index)
+                if start + 2 < n:
+                    after = symbols[start + 2]
+                    deltas[right, after] -= freq
+                    deltas[joined, after] += freq
+                    where[joined, after].add(index)
+                words[index] = merged
+                continue
+            merged = []
+            new_sites = []
+            previous = 0
+            for start in starts:
+                merged += symbols[previous:start]
+                new_sites.append(len(merged))
+                merged.append(joined)
+                previous = start + 2
+            merged += symbols[previous:]
+            old_starts = set()
+            for start in starts:
+                old_starts.update((start - 1, start + 1))
+            for start in old_starts.difference(starts):
+                if 0 <= start < n - 1:
+                    deltas[symbols[start], symbols[start + 1]] -= freq
+            new_starts = set()
+            for site in new_sites:
+                new_starts.update((site - 1, site))
+            m = len(merged)
+            for start in new_starts:
+                if 0 <= start < m - 1:
+                    pair = (merged[start], merged[start + 1])
+                    deltas[pair] += freq
+                    where[pair].add(index)
+            words[index] = merged
+        for pair, delta in deltas.items():
+            if not delta:
+                continue
+            old = pair_counts.get(pair, 0)
+            new = old + delta
+            if old:
+                by_count[old].discard(pair)
+            if new > 0:
+                pair_counts[pair] = new
+                by_count[new].add(pair)
+            else:
+                pair_counts.pop(pair, None)
+    bar.close()
+    segmentations = {word: tuple(symbols) for word, symbols in zip(word_list, words)}
+    del where, by_count, pair_counts, words
+    if gc_was_enabled:
+        gc.enable()
+    return merges, segmentations
+
+
+def _occurrences(symbols: list[str], left: str, right: str) -> list[int]:
+    """Start positions of the non-overlapping occurrences of `left right` in `symbols`, left to right."""
+    starts = []
+    last = len(symbols) - 1
+    i = 0
+    while True:
+        try:
+            i = symbols.index(left, i)
+        except ValueError:
+            return starts
+        if i < last and symbols[i + 1] == right:
+            starts.append(i)
+            i += 2
+        else:
+            i += 1
+
+
+def subword_counts(word_counts: Counter, segmentations: dict[str, tuple]) -> Counter:
+    """Subword frequencies implied by word frequencies and their segmentations."""
+    counts: Counter = Counter()
+    for word, count in word_counts.items():
+        for subword in segmentations[word]:
+            counts[subword] += count
+    return counts
+
+
+@dataclass
+class TrainingResult:
+    """A trained BPE model and the subword counts of each input language (for dictionaries)."""
+
+    bpe: PaseroBPE
+    subword_counts: dict[str, Counter]  # language ('any' for a single input) -> subword -> count
+
+
+def train_bpe(
+    paths: Sequence[str],
+    num_merges: int = 8000,
+    options: Optional[BPEOptions] = None,
+    temperature: float = 1.0,
+    split_by_script: bool = True,
+    threads: int = 1,
+    progress: bool = False,
+) -> TrainingResult:
+    """Learn a Pasero BPE model from text files (one language per file when there are several)."""
+    if not paths:
+        raise ValueError("no training files given")
+    if num_merges < 0:
+        raise ValueError(f"the number of merges must be >= 0, got {num_merges}")
+    options = options or BPEOptions()
+    splitting = WordSplitting(options, split_by_script=split_by_script)
+    word_counts, line_counts = count_words(paths, splitting, threads=threads, progress=progress)
+    joint = balance_languages(word_counts, line_counts, temperature)
+    merges, segmentations = learn_merges(joint, num_merges, progress=progress)
+    counts = {lang: subword_counts(words, segmentations) for lang, words in word_counts.items()}
+    return TrainingResult(PaseroBPE(merges, options), counts)

@@ -1,0 +1,245 @@
+"""`PaseroTokenizer`: a `transformers` tokenizer for Pasero models (inline-casing BPE + fairseq dictionary).
+
+Pasero conventions: a source sequence is its subword ids followed by `</s>` (no BOS), optionally preceded by
+language codes (`<lang:xx>`); labels are the target ids followed by `</s>`; the decoder starts with `</s>`.
+
+This file imports its helpers relatively and they need only the standard library, `regex`, `sentencepiece` and
+`tokenizers`, so that `save_pretrained` of a tokenizer registered for remote code ships working code.
+"""
+
+import os
+import shutil
+from typing import Optional
+
+from transformers import PreTrainedTokenizer
+
+from .dictionary import EOS, LANG_CODE_PREFIX, PAD, UNK, BOS, Dictionary, lang_code, load_vocabulary
+from .subword_backends import HFTokenizersBackend, SentencePieceBackend, load_backend
+
+_FILE_IDS = {"pasero": "bpe_file", "sentencepiece": "spm_file", "hf": "hf_tokenizer_file"}
+
+
+class PaseroTokenizer(PreTrainedTokenizer):
+    """Tokenizer of Pasero translation models.
+
+    Args:
+        bpe_file: Pasero `bpecodes` (with `tokenizer_type="pasero"`).
+        dict_file: fairseq `dict.txt` (ids: `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, then one per line).
+        spm_file: SentencePiece model (with `tokenizer_type="sentencepiece"`).
+        hf_tokenizer_file: `tokenizers` JSON file (with `tokenizer_type="hf"`).
+        dict_json_file: `{token: id}` vocabulary, used when there is no `dict_file`.
+        tokenizer_type: "pasero", "sentencepiece" or "hf".
+        src_lang, tgt_lang: language codes (e.g. "en"), for the `<lang:xx>` tokens below.
+        source_lang_code: prepend `<lang:src_lang>` to source sequences.
+        lang_code: prepend `<lang:tgt_lang>` to source sequences (before the source language code).
+        target_lang_code: prepend `<lang:tgt_lang>` to target sequences.
+        dict_as_vocabulary: split merged subwords that are not in the dictionary back into their parts (what
+            `pasero-decode` does); `vocabulary_threshold` keeps only dictionary entries with at least that count.
+    """
+
+    vocab_files_names = {
+        "bpe_file": "bpecodes",
+        "dict_file": "dict.txt",
+        "spm_file": "spm.model",
+        "hf_tokenizer_file": "hf_tokenizer.json",
+        "dict_json_file": "dict.json",
+    }
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(
+        self,
+        bpe_file: Optional[str] = None,
+        dict_file: Optional[str] = None,
+        spm_file: Optional[str] = None,
+        hf_tokenizer_file: Optional[str] = None,
+        dict_json_file: Optional[str] = None,
+        tokenizer_type: str = "pasero",
+        src_lang: Optional[str] = None,
+        tgt_lang: Optional[str] = None,
+        source_lang_code: bool = False,
+        lang_code: bool = False,
+        target_lang_code: bool = False,
+        dict_as_vocabulary: bool = True,
+        vocabulary_threshold: Optional[int] = None,
+        bos_token: str = BOS,
+        eos_token: str = EOS,
+        pad_token: str = PAD,
+        unk_token: str = UNK,
+        extra_special_tokens: Optional[list[str]] = None,
+        **kwargs,
+    ):
+        files = {"bpe_file": bpe_file, "spm_file": spm_file, "hf_tokenizer_file": hf_tokenizer_file}
+        if tokenizer_type not in _FILE_IDS:
+            raise ValueError(f"tokenizer_type must be one of {', '.join(_FILE_IDS)}, got {tokenizer_type!r}")
+        model_file = files[_FILE_IDS[tokenizer_type]]
+        if model_file is None:
+            raise ValueError(f"tokenizer_type={tokenizer_type!r} needs `{_FILE_IDS[tokenizer_type]}`")
+        self.tokenizer_type = tokenizer_type
+        self.model_file = model_file
+        self.dict_file = dict_file if dict_file is not None else dict_json_file
+
+        # The vocabulary must exist before super().__init__(), which calls get_vocab().
+        vocabulary = None
+        if self.dict_file is not None:
+            self.dictionary = Dictionary.from_file(self.dict_file)
+            if dict_as_vocabulary and tokenizer_type != "hf":
+                if vocabulary_threshold is not None and dict_file is not None:
+                    vocabulary = load_vocabulary(dict_file, vocabulary_threshold)
+                else:
+                    vocabulary = self.dictionary.tokens
+        self.subword_model = load_backend(tokenizer_type, model_file, vocabulary)
+        if self.dict_file is None:
+            self.dictionary = self._builtin_dictionary()
+
+        self.source_lang_code = source_lang_code
+        self.lang_code = lang_code
+        self.target_lang_code = target_lang_code
+        self.dict_as_vocabulary = dict_as_vocabulary
+        self.vocabulary_threshold = vocabulary_threshold
+        self._src_lang = src_lang
+        self._tgt_lang = tgt_lang
+        self.prefix_tokens: list[int] = []
+        self.suffix_tokens: list[int] = []
+
+        if extra_special_tokens is None:
+            # language codes must never be split by the subword model
+            prefix = f"<{LANG_CODE_PREFIX}"
+            extra_special_tokens = [token for token in self.dictionary.tokens if token.startswith(prefix)]
+        super().__init__(
+            bpe_file=bpe_file,
+            dict_file=dict_file,
+            spm_file=spm_file,
+            hf_tokenizer_file=hf_tokenizer_file,
+            dict_json_file=dict_json_file,
+            tokenizer_type=tokenizer_type,
+            src_lang=src_lang,
+            tgt_lang=tgt_lang,
+            source_lang_code=source_lang_code,
+            lang_code=lang_code,
+            target_lang_code=target_lang_code,
+            dict_as_vocabulary=dict_as_vocabulary,
+            vocabulary_threshold=vocabulary_threshold,
+            bos_token=self._known_or(bos_token, eos_token),
+            eos_token=eos_token,
+            pad_token=self._known_or(pad_token, unk_token),
+            unk_token=self._known_or(unk_token, pad_token),
+            extra_special_tokens=extra_special_tokens,
+            special_tokens_pattern="prefix_suffix",
+            **kwargs,
+        )
+        self._switch_to_input_mode()
+
+    def _builtin_dictionary(self) -> Dictionary:
+        if isinstance(self.subword_model, SentencePieceBackend):
+            return Dictionary.from_entries([(piece, 0) for piece in self.subword_model.pieces()], source=self.model_file)
+        if isinstance(self.subword_model, HFTokenizersBackend):
+            dictionary = Dictionary([])
+            for token, index in sorted(self.subword_model.vocab().items(), key=lambda item: item[1]):
+                while len(dictionary) < index:  # ids that no token uses
+                    dictionary.add(f"madeupword{len(dictionary):04}")
+                dictionary.add(token)
+            return dictionary
+        raise ValueError(f"a Pasero BPE tokenizer needs a dictionary (dict_file): {self.model_file}")
+
+    def _known_or(self, token: str, fallback: str) -> str:
+        """`token` if the dictionary has it, else `fallback` (special tokens must not grow the vocabulary)."""
+        return token if token in self.dictionary or fallback not in self.dictionary else fallback
+
+    # --- vocabulary -------------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.dictionary)
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = dict(self.dictionary.indices)
+        vocab.update(self._added_tokens_encoder)
+        return vocab
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return self.subword_model.tokenize(text)
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.dictionary.index(token)
+
+    def _convert_id_to_token(self, index: int) -> str:
+        if 0 <= index < len(self.dictionary):
+            return self.dictionary.tokens[index]
+        return self.unk_token
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Detokenize: recase (`<T>`/`<U>`), join subwords and turn `▁` into spaces."""
+        return self.subword_model.detokenize(list(tokens))
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: Optional[str] = None) -> tuple[str, ...]:
+        """Copy the subword model and dictionary files, unchanged, into `save_directory`."""
+        if not os.path.isdir(save_directory):
+            raise NotADirectoryError(f"not a directory: {save_directory}")
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        dict_id = "dict_json_file" if self.dict_file and self.dict_file.endswith(".json") else "dict_file"
+        saved = []
+        for file_id, source in ((_FILE_IDS[self.tokenizer_type], self.model_file), (dict_id, self.dict_file)):
+            if source is None:
+                continue
+            target = os.path.join(save_directory, prefix + self.vocab_files_names[file_id])
+            if os.path.abspath(source) != os.path.abspath(target):
+                shutil.copyfile(source, target)
+            saved.append(target)
+        return tuple(saved)
+
+    # --- languages and special tokens -------------------------------------------------------------------------
+
+    @property
+    def src_lang(self) -> Optional[str]:
+        return self._src_lang
+
+    @src_lang.setter
+    def src_lang(self, lang: Optional[str]) -> None:
+        self._src_lang = lang
+        self._switch_to_input_mode()
+
+    @property
+    def tgt_lang(self) -> Optional[str]:
+        return self._tgt_lang
+
+    @tgt_lang.setter
+    def tgt_lang(self, lang: Optional[str]) -> None:
+        self._tgt_lang = lang
+        self._switch_to_input_mode()
+
+    def lang_code_id(self, lang: str) -> int:
+        """Id of `<lang:xx>`; a clear error when the dictionary lacks it."""
+        token = lang_code(lang)
+        if token not in self.dictionary:
+            raise KeyError(f"language code {token} is not in the dictionary ({self.dict_file})")
+        return self.dictionary.index(token)
+
+    def _require_lang(self, lang: Optional[str], name: str, option: str) -> str:
+        if not lang:
+            raise ValueError(f"{option}=True needs `{name}` (e.g. tokenizer.{name} = 'en')")
+        return lang
+
+    def _switch_to_input_mode(self) -> None:
+        """Source layout: [<lang:tgt>] [<lang:src>] tokens </s>."""
+        prefix = []
+        if self.lang_code:
+            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "lang_code")))
+        if self.source_lang_code:
+            prefix.append(self.lang_code_id(self._require_lang(self._src_lang, "src_lang", "source_lang_code")))
+        self.prefix_tokens = prefix
+        self.suffix_tokens = [self.eos_token_id]
+
+    def _switch_to_target_mode(self) -> None:
+        """Target (labels) layout: [<lang:tgt>] tokens </s>."""
+        prefix = []
+        if self.target_lang_code:
+            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "target_lang_code")))
+        self.prefix_tokens = prefix
+        self.suffix_tokens = [self.eos_token_id]
+
+    def decoder_prefix_ids(self) -> list[int]:
+        """What the decoder is fed before generating: `</s>`, then `<lang:tgt>` with `target_lang_code`."""
+        prefix = [self.eos_token_id]
+        if self.target_lang_code:
+            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "target_lang_code")))
+        return prefix

@@ -1,0 +1,113 @@
+"""Checkpoint directories: which ones are complete, atomic replacement of `model_best`/`model_last`, rotation.
+
+A checkpoint is `MODEL_DIR/checkpoint-STEP` as written by the Hugging Face Trainer (model and tokenizer as
+`save_pretrained` files, optimizer, scheduler, RNG and trainer state) plus our `data_state.json` and, written
+last, `checkpoint_complete.json`. A directory without that marker is the remains of an interrupted save: it is
+never resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "checkpoint_complete.json"
+DATA_STATE = "data_state.json"
+CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
+# Trainer files that belong to the training state, not to the model: left out of model_last/model_best.
+TRAINING_STATE_FILES = {"optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin",
+                        DATA_STATE, COMPLETE_MARKER}
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def complete_checkpoints(model_dir: Path) -> list[Path]:
+    """Complete `checkpoint-N` directories of `model_dir`, oldest first."""
+    if not model_dir.is_dir():
+        return []
+    found = [p for p in model_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None
+             and (p / COMPLETE_MARKER).is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint(model_dir: Path) -> Path | None:
+    checkpoints = complete_checkpoints(model_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def remove_incomplete_checkpoints(model_dir: Path) -> list[Path]:
+    """Delete the leftovers of interrupted saves (checkpoint directories without the marker); returns them."""
+    if not model_dir.is_dir():
+        return []
+    removed = []
+    for path in model_dir.iterdir():
+        if path.is_dir() and checkpoint_step(path) is not None and not (path / COMPLETE_MARKER).is_file():
+            logger.warning("removing incomplete checkpoint %s (interrupted save)", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def mark_complete(checkpoint_dir: Path, step: int) -> None:
+    write_json_atomically(checkpoint_dir / COMPLETE_MARKER, {"step": step})
+
+
+def rotate_checkpoints(model_dir: Path, keep_last: int) -> None:
+    """Keep the `keep_last` most recent complete checkpoints."""
+    for path in complete_checkpoints(model_dir)[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_directory(staging: Path, final: Path) -> None:
+    """Move the fully written `staging` directory to `final`, replacing it.
+
+    Directories cannot be swapped in one rename: the old one is first moved aside to `final.old`, so a crash leaves
+    either the old or the new directory under one of the two names; `recover_directory` puts the old one back.
+    """
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_directory(final: Path) -> None:
+    """Undo a `replace_directory` interrupted between its two renames."""
+    old = final.with_name(final.name + ".old")
+    if old.exists() and not final.exists():
+        os.replace(old, final)
+
+
+def copy_model_files(checkpoint_dir: Path, staging: Path) -> None:
+    """The model and tokenizer files of a checkpoint (no optimizer or trainer state) copied to `staging`."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for path in checkpoint_dir.iterdir():
+        if path.is_file() and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state"):
+            shutil.copy2(path, staging / path.name)
+
+
+def write_json_atomically(path: Path, content: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_data_state(checkpoint_dir: Path) -> dict | None:
+    path = checkpoint_dir / DATA_STATE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

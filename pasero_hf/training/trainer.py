@@ -1,0 +1,319 @@
+"""`PaseroSeq2SeqTrainer`: the Hugging Face `Seq2SeqTrainer` with Pasero's training behaviour.
+
+What it changes:
+- the loss is label-smoothed cross-entropy summed over target tokens and divided by the number of target tokens of
+  the whole optimizer step (all micro-batches of all ranks), times the world size to undo DDP's gradient averaging:
+  1 or N processes and any accumulation give the same loss and gradients for the same data;
+- batches come ready from a token-based stream (`pasero_hf.data.TrainStream`), already split by rank: they are not
+  re-sharded by Accelerate, and the stream position is saved in each checkpoint;
+- validation translates each validation set and reports loss, BLEU and chrF (our `evaluate` modules);
+- checkpoints are marked complete only once fully written; `model_best` and `model_last` are plain
+  `save_pretrained` directories (with the tokenizer and `inference.yaml`) replaced atomically;
+- Pasero's inverse square root learning-rate schedule (`lr_scheduler_type` "inverse_sqrt").
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from transformers import Seq2SeqTrainer
+from transformers.trainer_callback import ProgressCallback
+
+from pasero_hf.metrics import corpus_scores
+from pasero_hf.training import checkpoints
+from pasero_hf.training.callbacks import QuietProgressCallback
+from pasero_hf.training.config import write_yaml_atomically
+from pasero_hf.training.loss import IGNORE_INDEX, label_smoothed_nll_sum
+from pasero_hf.training.schedules import inverse_sqrt_schedule
+
+logger = logging.getLogger("pasero_hf.training")
+
+LOSS_INPUTS = ("labels",)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _shift_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == IGNORE_INDEX, pad_token_id)
+
+
+class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer for Pasero-style MT training (see the module docstring).
+
+    Args:
+        model: any encoder-decoder model with a `logits` output (Pasero, M2M100, Marian...), possibly PEFT-wrapped.
+        args: `Seq2SeqTrainingArguments` (see `TrainingConfig.to_training_arguments`).
+        train_dataset: an iterable of ready batches for this rank (a `TrainStream`), or None to only validate.
+        eval_dataset: validation sets by name (`pasero_hf.data.ValidSet`: batches, sources, references).
+        processing_class: the tokenizer, saved with every checkpoint and used to detokenize hypotheses.
+        label_smoothing: label smoothing of the cross-entropy.
+        lr_schedule: {"warmup", "init_lr", "min_lr"}: use Pasero's inverse_sqrt schedule with these values instead
+            of `args.lr_scheduler_type`.
+        bleu_tok: sacrebleu tokenizer for validation BLEU.
+        valid_beam_size, max_output_len: validation decoding.
+        valid_max_lines: translate at most this many lines per validation set (the loss uses all of them).
+        keep_last: complete checkpoints kept.
+        inference_config: content of the `inference.yaml` written into every saved model directory.
+        reset_optimizer: when resuming, keep the weights and step but start a new optimizer and schedule.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args,
+        train_dataset=None,
+        eval_dataset: dict | None = None,
+        processing_class=None,
+        callbacks: list | None = None,
+        label_smoothing: float = 0.1,
+        lr_schedule: dict[str, float] | None = None,
+        bleu_tok: str = "13a",
+        valid_beam_size: int = 1,
+        max_output_len: int = 100,
+        valid_max_lines: int | None = None,
+        keep_last: int = 1,
+        inference_config: dict[str, Any] | None = None,
+        reset_optimizer: bool = False,
+    ):
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, callbacks=callbacks)
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(QuietProgressCallback)
+        self.label_smoothing = label_smoothing
+        self.lr_schedule = lr_schedule
+        self.bleu_tok = bleu_tok
+        self.valid_beam_size = valid_beam_size
+        self.max_output_len = max_output_len
+        self.valid_max_lines = valid_max_lines
+        self.keep_last = keep_last
+        self.inference_config = inference_config or {}
+        self.reset_optimizer = reset_optimizer
+        # our loss is already normalised over the whole accumulated step (see compute_loss)
+        self.loss_is_scaled_for_ga = True
+        base = _unwrap(model)
+        if hasattr(base, "get_base_model"):  # PEFT wraps forward as (*args, **kwargs)
+            base = base.get_base_model()
+        self._forward_params = set(inspect.signature(base.forward).parameters)
+        self._reset_log_counters()
+
+    # -- data ----------------------------------------------------------------------------------------------------
+    def get_train_dataloader(self) -> DataLoader:
+        """The stream as is: its batches are already token-based and rank-specific, so Accelerate must not re-shard."""
+        if self.train_dataset is None:
+            raise ValueError("PaseroSeq2SeqTrainer: training requires a train_dataset")
+        return DataLoader(self.train_dataset, batch_size=None, num_workers=self.args.dataloader_num_workers)
+
+    def _model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The batch entries the model's forward accepts (language/domain strings only for models that use them)."""
+        return {k: v for k, v in inputs.items() if k in self._forward_params and k not in LOSS_INPUTS}
+
+    # -- loss ----------------------------------------------------------------------------------------------------
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor:
+        """Target tokens of the whole optimizer step: all micro-batches, summed over data-parallel ranks."""
+        count = sum(int((batch["labels"] != IGNORE_INDEX).sum()) for batch in batch_samples)
+        count = torch.tensor(count, device=device, dtype=torch.long)
+        if self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        self._tokens_since_log += int(count)
+        return count
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Label-smoothed CE sum / target tokens of the step; x world size because DDP averages gradients."""
+        labels = inputs["labels"]
+        model_inputs = self._model_inputs(inputs)
+        if "decoder_input_ids" not in model_inputs:
+            config = _unwrap(model).config
+            model_inputs["decoder_input_ids"] = _shift_right(labels, config.pad_token_id, config.decoder_start_token_id)
+        outputs = model(**model_inputs)
+        loss_sum, nll_sum, num_tokens = label_smoothed_nll_sum(outputs.logits, labels, self.label_smoothing)
+        if model.training and num_items_in_batch is not None:
+            loss = loss_sum * self.accelerator.num_processes / num_items_in_batch
+            self._nll_since_log += float(nll_sum)
+        else:
+            loss = loss_sum / max(num_tokens, 1)
+        return (loss, outputs) if return_outputs else loss
+
+    # -- optimisation --------------------------------------------------------------------------------------------
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_schedule is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = inverse_sqrt_schedule(optimizer or self.optimizer, lr=self.args.learning_rate,
+                                                      **self.lr_schedule)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if self.reset_optimizer:
+            logger.info("reset_optimizer: new optimizer and learning-rate schedule (weights and step restored)")
+            return
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    # -- logging -------------------------------------------------------------------------------------------------
+    def _reset_log_counters(self) -> None:
+        self._nll_since_log = 0.0
+        self._tokens_since_log = 0
+        self._last_log_time = time.perf_counter()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds NLL, perplexity and target tokens/s (all ranks) to the periodic training logs."""
+        if "loss" in logs and not any(k.startswith("eval_") for k in logs):
+            nll = torch.tensor(self._nll_since_log, dtype=torch.float64, device=self.args.device)
+            if self.args.world_size > 1:
+                nll = self.accelerator.reduce(nll, reduction="sum")
+            elapsed = time.perf_counter() - self._last_log_time
+            if self._tokens_since_log:
+                logs["nll_loss"] = float(nll) / self._tokens_since_log
+                logs["ppl"] = math.exp(min(logs["nll_loss"], 50.0))
+                logs["tgt_tokens_per_s"] = self._tokens_since_log / max(elapsed, 1e-9)
+            self._reset_log_counters()
+        super().log(logs, start_time)
+
+    # -- validation ----------------------------------------------------------------------------------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Loss, BLEU and chrF of every validation set (batches split across ranks), plus their averages."""
+        valid_sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if not valid_sets:
+            raise ValueError("PaseroSeq2SeqTrainer.evaluate: no validation sets")
+        start = time.perf_counter()
+        model = _unwrap(self.model)
+        was_training = model.training
+        model.eval()
+        metrics: dict[str, float] = {}
+        per_set = []
+        for name, valid_set in valid_sets.items():
+            scores = self._validate_one(model, name, valid_set)
+            per_set.append(scores)
+            metrics.update({f"{metric_key_prefix}_{name}_{k}": v for k, v in scores.items()})
+        for key in ("loss", "bleu", "chrf"):
+            values = [s[key] for s in per_set if key in s]
+            if values:
+                metrics[f"{metric_key_prefix}_{key}"] = sum(values) / len(values)
+        metrics[f"{metric_key_prefix}_runtime"] = time.perf_counter() - start
+        model.train(was_training)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        # validation time must not count in the training throughput
+        self._last_log_time += time.perf_counter() - start
+        return metrics
+
+    def _validate_one(self, model: torch.nn.Module, name: str, valid_set) -> dict[str, float]:
+        rank, world_size = self.args.process_index, self.args.world_size
+        shard = valid_set.shard(rank, world_size)
+        limit = len(valid_set.sources) if self.valid_max_lines is None else self.valid_max_lines
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        hypotheses: list[tuple[int, str]] = []
+        with torch.no_grad():
+            for batch, indices in zip(shard.batches, shard.batch_indices):
+                inputs = self._prepare_inputs(batch)
+                model_inputs = self._model_inputs(inputs)
+                logits = model(**model_inputs).logits
+                batch_loss, _, batch_tokens = label_smoothed_nll_sum(logits, inputs["labels"], self.label_smoothing)
+                loss_sum += batch_loss.double()
+                num_tokens += batch_tokens
+                rows = [row for row, index in enumerate(indices) if index < limit]
+                if rows:
+                    texts = self._translate(model, inputs, rows)
+                    hypotheses += [(indices[row], text) for row, text in zip(rows, texts)]
+        if world_size > 1:
+            loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
+            num_tokens = self.accelerator.reduce(num_tokens, reduction="sum")
+            gathered: list = [None] * world_size
+            dist.all_gather_object(gathered, hypotheses)
+            hypotheses = [h for part in gathered for h in part]
+        scores = {"loss": float(loss_sum / num_tokens.clamp(min=1))}
+        if hypotheses:
+            hypotheses.sort()
+            outputs = [text for _, text in hypotheses]
+            references = [valid_set.references[index] for index, _ in hypotheses]
+            scores.update(corpus_scores(outputs, references, bleu_tok=self.bleu_tok))
+            if self.is_world_process_zero():
+                for text in outputs[:3]:
+                    logger.info("%s | example output: %s", name, text)
+        return scores
+
+    def _translate(self, model: torch.nn.Module, inputs: dict[str, Any], rows: list[int]) -> list[str]:
+        selected = torch.tensor(rows, device=inputs["input_ids"].device)
+        generate_inputs = {
+            "input_ids": inputs["input_ids"].index_select(0, selected),
+            "attention_mask": inputs["attention_mask"].index_select(0, selected),
+        }
+        for key in ("source_lang", "target_lang", "domain"):
+            if key in self._forward_params and inputs.get(key) is not None:
+                generate_inputs[key] = inputs[key]
+        output_ids = model.generate(**generate_inputs, num_beams=self.valid_beam_size,
+                                    max_new_tokens=self.max_output_len, do_sample=False)
+        return self.processing_class.batch_decode(output_ids, skip_special_tokens=True)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, plus the data position; marked complete last, then rotated and model_last."""
+        super()._save_checkpoint(model, trial)
+        step = self.state.global_step
+        run_dir = Path(self._get_output_dir(trial))
+        checkpoint_dir = run_dir / f"checkpoint-{step}"
+        if self.args.should_save:
+            if hasattr(self.train_dataset, "state_dict"):
+                batches = step * self.args.gradient_accumulation_steps
+                checkpoints.write_json_atomically(checkpoint_dir / checkpoints.DATA_STATE,
+                                                  self.train_dataset.state_dict(steps=batches))
+            self._write_inference_yaml(checkpoint_dir)
+            checkpoints.mark_complete(checkpoint_dir, step)
+            checkpoints.rotate_checkpoints(run_dir, self.keep_last)
+            staging = run_dir / ".model_last.staging"
+            checkpoints.copy_model_files(checkpoint_dir, staging)
+            checkpoints.replace_directory(staging, run_dir / "model_last")
+            logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
+        self.accelerator.wait_for_everyone()
+
+    def _determine_best_metric(self, metrics: dict[str, float], trial) -> bool:
+        is_new_best = super()._determine_best_metric(metrics, trial)
+        if is_new_best:
+            self.save_model_dir("model_best")
+            logger.info("new best %s: %s @%d", self.args.metric_for_best_model, self.state.best_metric,
+                        self.state.global_step)
+        return is_new_best
+
+    def save_model_dir(self, name: str) -> Path:
+        """Save the model, tokenizer and inference.yaml to MODEL_DIR/`name`, replacing it atomically."""
+        run_dir = Path(self.args.output_dir)
+        staging = run_dir / f".{name}.staging"
+        self.save_model(str(staging))
+        if self.args.should_save:
+            self._write_inference_yaml(staging)
+            checkpoints.replace_directory(staging, run_dir / name)
+        self.accelerator.wait_for_everyone()
+        return run_dir / name
+
+    def _write_inference_yaml(self, directory: Path) -> None:
+        if self.inference_config:
+            write_yaml_atomically(directory / "inference.yaml", self.inference_config)
+
+    def save_final_checkpoint(self) -> None:
+        """Save a checkpoint of the current step unless the last one already is (end of `max_steps`)."""
+        latest = checkpoints.latest_checkpoint(Path(self.args.output_dir))
+        if latest is None or checkpoints.checkpoint_step(latest) != self.state.global_step:
+            self._save_checkpoint(self.model_wrapped, None)
+
+
+def trainable_parameter_count(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+

@@ -1,0 +1,78 @@
+"""Bad input is a clear error before training starts (recipes/train_mt.py exits with status 2 and a message)."""
+
+import importlib.util
+import os
+
+import pytest
+
+from pasero_hf.training import checkpoints
+
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "train_mt.py")
+
+
+def run_recipe(argv, capsys):
+    spec = importlib.util.spec_from_file_location("train_mt", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    status = module.main(argv)
+    return status, capsys.readouterr().err
+
+
+def assert_fails_before_training(status, err, model_dir, *fragments):
+    assert status == 2, err
+    err = err[err.index("error: "):]  # after the log lines
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert checkpoints.latest_checkpoint(model_dir) is None
+
+
+def test_missing_file_names_expanded_path_and_placeholder(write_config, tmp_path, capsys):
+    config = write_config(train_corpora=[{"paths": ["bible.{pair}"]}])
+    status, err = run_recipe(["-c", str(config)], capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", "bible.en-es.en", "'bible.{pair}'", "pair='en-es'")
+
+
+def test_line_count_mismatch(write_config, tiny_data_dir, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "odd.en").write_text("one\ntwo\nthree\n")
+    (tmp_path / "data" / "odd.es").write_text("uno\ndos\n")
+    config = write_config(train_corpora=[{"paths": [str(tmp_path / "data" / "odd")]}])
+    status, err = run_recipe(["-c", str(config)], capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", "odd.es", "3", "2")
+
+
+def test_empty_corpus(write_config, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    for lang in ("en", "es"):
+        (tmp_path / "data" / f"empty.{lang}").write_text("")
+    config = write_config(train_corpora=[{"paths": [str(tmp_path / "data" / "empty")]}])
+    status, err = run_recipe(["-c", str(config)], capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", "empty")
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    config = tmp_path / "broken.yaml"
+    config.write_text("lr: 0.001\nmodel_dir: {oops\n")
+    status, err = run_recipe(["-c", str(config)], capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", f"{config}:", "malformed YAML")
+
+
+def test_unknown_language_pair(write_config, tmp_path, capsys):
+    config = write_config(train_corpora=[{"paths": ["train"], "lang_pairs": ["en-es"]}])
+    status, err = run_recipe(["-c", str(config), "--lang-pairs", "en-es", "en-fr"], capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", "en-fr")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_model_dir_as_user(write_config, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    status, err = run_recipe(["-c", str(write_config()), "--model-dir", str(locked / "model")], capsys)
+    assert_fails_before_training(status, err, locked / "model", "model_dir", str(locked / "model"))
+
+
+def test_unwritable_model_dir(write_config, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    status, err = run_recipe(["-c", str(write_config()), "--model-dir", str(blocker / "model")], capsys)
+    assert_fails_before_training(status, err, tmp_path / "nowhere", "model_dir: cannot write to", str(blocker))
