@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -33,12 +32,47 @@ MAX_OUTPUT_LEN = 100
 SYSTEMS = ("ours", "raw-generate", "marian-same-weights", "ct2-fp32", "ct2-int8")
 
 
+def pasero_positions(config):
+    """Pasero's sinusoidal table (fairseq frequencies) as Marian indexes it: row 0 is Pasero's first position."""
+    from pasero_hf.models.pasero.modeling_pasero import PaseroSinusoidalPositions
+
+    shift = config.positional_encoding_shift
+    return PaseroSinusoidalPositions.table(config.encoder_max_len + shift, config.embed_dim)[shift:]
+
+
+def load_marian(path: Path, pasero_config):
+    """The saved Marian copy; transformers rebuilds Marian's own sinusoidal table on load, so put Pasero's back."""
+    import torch
+    from transformers import MarianMTModel
+
+    marian = MarianMTModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        for stack in (marian.model.encoder, marian.model.decoder):
+            stack.embed_positions.weight.copy_(pasero_positions(pasero_config))
+    return marian
+
+
+def register_ct2_pasero_loader(pasero_config) -> None:
+    """CTranslate2's Marian loader, adjusted to Pasero's conventions (the same function as the Pasero model)."""
+    from ctranslate2.converters import transformers as ct2_transformers
+
+    @ct2_transformers.register_loader("MarianConfig")
+    class PaseroLayoutMarianLoader(ct2_transformers.MarianMTLoader):
+        def set_decoder(self, spec, decoder):
+            super().set_decoder(spec, decoder)
+            spec.start_from_zero_embedding = False  # Pasero feeds the </s> embedding, Marian a zero vector
+
+        def _remove_pad_weights(self, spec):
+            pass  # Marian's extra <pad> row does not exist here: every row is a real token
+
+        def set_position_encodings(self, spec, module):
+            spec.encodings = pasero_positions(pasero_config)
+
+
 def marian_copy(pasero_model):
     """A MarianMTModel computing the same function as a post-norm Pasero model (weights copied over)."""
     import torch
     from transformers import MarianConfig, MarianMTModel
-
-    from pasero_hf.models.pasero.modeling_pasero import PaseroSinusoidalPositions
 
     config = pasero_model.config
     if config.encoder_prenorm or config.decoder_prenorm or not config.shared_embeddings:
@@ -57,7 +91,6 @@ def marian_copy(pasero_model):
     marian = MarianMTModel(marian_config).eval()
     source = pasero_model.state_dict()
     target = marian.state_dict()
-    positions = PaseroSinusoidalPositions.table(max_len + config.positional_encoding_shift, config.embed_dim)
     with torch.no_grad():
         for name, value in source.items():
             if name.startswith("model.") and name in target:
@@ -66,7 +99,7 @@ def marian_copy(pasero_model):
         target["lm_head.weight"].copy_(source["model.encoder.embed_tokens.weight"])
         target["final_logits_bias"].zero_()
         for stack in ("encoder", "decoder"):
-            target[f"model.{stack}.embed_positions.weight"].copy_(positions[config.positional_encoding_shift:])
+            target[f"model.{stack}.embed_positions.weight"].copy_(pasero_positions(config))
     missing = [name for name in target if "layers" in name and name not in source]
     if missing:
         raise ValueError(f"weights without a Pasero counterpart: {missing[:5]}")
@@ -74,29 +107,33 @@ def marian_copy(pasero_model):
     return marian
 
 
-def prepare(workdir: Path) -> dict[str, Path]:
-    """Convert the fixture, then save its Marian copy and CTranslate2 conversions; returns the model directories."""
-    from pasero_hf.models.pasero.convert_pasero_checkpoint import convert_pasero_checkpoint
+def prepare(workdir: Path, lines: int, queue) -> None:
+    """In a fresh process: convert the fixture, save its Marian copy and CTranslate2 conversions; report the model
+    directories and the source lines (the parent never loads torch, so children's peak RSS are their own)."""
+    from transformers import AutoTokenizer
+
+    from pasero_hf.data.sample_data import bible_en_es_dir
     from pasero_hf.models.pasero import PaseroForConditionalGeneration
+    from pasero_hf.models.pasero.convert_pasero_checkpoint import convert_pasero_checkpoint
 
     paths = {"pasero": convert_pasero_checkpoint(FIXTURE, workdir / "pasero")}
     pasero = PaseroForConditionalGeneration.from_pretrained(paths["pasero"]).eval()
     paths["marian"] = workdir / "marian"
     marian_copy(pasero).save_pretrained(paths["marian"])
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        if (paths["pasero"] / name).exists():
-            shutil.copy(paths["pasero"] / name, paths["marian"] / name)
+    AutoTokenizer.from_pretrained(paths["pasero"]).save_pretrained(paths["marian"])
     try:
         import ctranslate2.converters
 
+        register_ct2_pasero_loader(pasero.config)
         for quantization in ("float32", "int8"):
             output = workdir / f"ct2-{quantization}"
-            converter = ctranslate2.converters.TransformersConverter(str(paths["marian"]), copy_files=[])
+            converter = ctranslate2.converters.TransformersConverter(str(paths["marian"]))
             converter.convert(str(output), quantization=quantization, force=True)
             paths[f"ct2-{quantization}"] = output
     except Exception as error:  # reported in the table: CTranslate2 is optional
         print(f"CTranslate2 unavailable: {type(error).__name__}: {error}", file=sys.stderr)
-    return paths
+    sources = (bible_en_es_dir() / "test.en").read_text(encoding="utf-8").splitlines()[:lines]
+    queue.put((paths, sources))
 
 
 def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
@@ -105,25 +142,28 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
     import torch
 
     torch.set_num_threads(threads)
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.generation.batching import length_sorted_batches
     from pasero_hf.generation.text_generator import TextGenerator
 
-    generator = TextGenerator.from_pretrained(paths["pasero"], beam_size=beam_size, batch_size=batch_size,
-                                              max_output_len=MAX_OUTPUT_LEN)
-    tokenizer = generator.tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(paths["pasero"])
     source_ids = [tokenizer(line)["input_ids"] for line in sources]
     batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size)
 
     if system == "ours":
+        generator = TextGenerator.from_pretrained(
+            paths["pasero"], beam_size=beam_size, batch_size=batch_size, max_output_len=MAX_OUTPUT_LEN
+        )
+
         def decode():
             return [nbest[0]["detok"] for nbest in generator.decode(*sources)]
     elif system in ("raw-generate", "marian-same-weights"):
         if system == "raw-generate":
-            model = generator.model
+            model = AutoModelForSeq2SeqLM.from_pretrained(paths["pasero"]).eval()
         else:
-            from transformers import MarianMTModel
-
-            model = MarianMTModel.from_pretrained(paths["marian"]).eval()
+            model = load_marian(paths["marian"], AutoModelForSeq2SeqLM.from_pretrained(paths["pasero"]).config)
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
 
         def decode():
@@ -168,16 +208,21 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
     queue.put((system, {"times": times, "outputs": outputs, "target_tokens": target_tokens, "rss": peak_rss_mb()}))
 
 
-def measure(system, paths, sources, beam_size, args) -> dict | None:
+def in_child(target, *args):
+    """Run `target(*args, queue)` in a fresh spawned process and return what it put in the queue."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(
-        target=run_system,
-        args=(system, paths, sources, beam_size, args.batch_size, args.threads, args.repeats, args.warmup, queue),
-    )
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
-    _, result = queue.get()
+    result = queue.get()
     process.join()
+    return result
+
+
+def measure(system, paths, sources, beam_size, args) -> dict | None:
+    _, result = in_child(
+        run_system, system, paths, sources, beam_size, args.batch_size, args.threads, args.repeats, args.warmup
+    )
     return result
 
 
@@ -193,12 +238,9 @@ def main() -> None:
     parser.add_argument("--no-update", action="store_true", help="print the table without updating RESULTS.md")
     args = parser.parse_args()
 
-    from pasero_hf.data.sample_data import bible_en_es_dir
-
-    sources = (bible_en_es_dir() / "test.en").read_text(encoding="utf-8").splitlines()[: args.lines]
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        paths = prepare(Path(workdir))
+        paths, sources = in_child(prepare, Path(workdir), args.lines)
         for beam_size in args.beam_sizes:
             results = {system: measure(system, paths, sources, beam_size, args) for system in args.systems}
             baseline = results.get("ours")

@@ -72,8 +72,11 @@ def _save_atomically(figure, path: Path) -> None:
     suffix = path.suffix or ".png"
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         figure.savefig(tmp, format=suffix.lstrip(".") or "png")
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates owner-only files; a figure is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -5,8 +5,8 @@ Batch size counts padded tokens, as Pasero and fairseq do: a pair costs ``max(so
 similar lengths and little padding.
 """
 
+import itertools
 from collections.abc import Sequence
-from typing import Optional
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ META_KEYS = ("source_lang", "target_lang", "domain")
 
 
 def cut_batches(
-    order: Sequence[int], cost: Sequence[int], batch_size: int, lines_per_batch: Optional[int] = None
+    order: Sequence[int], cost: Sequence[int], batch_size: int, lines_per_batch: int | None = None
 ) -> list[list[int]]:
     """Split `order` (indices into `cost`) into consecutive batches whose padded size is at most `batch_size`."""
     batches: list[list[int]] = []
@@ -40,8 +40,8 @@ def length_sorted_batches(
     source_lens: np.ndarray,
     target_lens: np.ndarray,
     batch_size: int,
-    lines_per_batch: Optional[int] = None,
-    rng: Optional[np.random.Generator] = None,
+    lines_per_batch: int | None = None,
+    rng: np.random.Generator | None = None,
 ) -> list[list[int]]:
     """Batches of indices of similar lengths; with `rng`, ties are broken randomly (otherwise by index)."""
     order = rng.permutation(len(source_lens)) if rng is not None else np.arange(len(source_lens))
@@ -50,12 +50,13 @@ def length_sorted_batches(
     return cut_batches(order, np.maximum(source_lens, target_lens), batch_size, lines_per_batch)
 
 
-def _pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    width = max(len(seq) for seq in sequences)
-    padded = torch.full((len(sequences), width), value, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        padded[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return padded
+def _pad(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(right-padded LongTensor, boolean mask of the real tokens)."""
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+    mask = np.arange(lengths.max()) < lengths[:, None]
+    padded = np.full(mask.shape, value, dtype=np.int64)
+    padded[mask] = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(padded), torch.from_numpy(mask)
 
 
 def collate_pairs(
@@ -63,7 +64,7 @@ def collate_pairs(
     labels: Sequence[Sequence[int]],
     pad_token_id: int,
     decoder_start_token_id: int,
-    meta: Optional[dict[str, Optional[str]]] = None,
+    meta: dict[str, str | None] | None = None,
 ) -> dict:
     """Model inputs for a list of tokenized pairs (right padding).
 
@@ -73,18 +74,23 @@ def collate_pairs(
     """
     if not input_ids:
         raise ValueError("cannot collate an empty batch")
-    decoder_input_ids = [[decoder_start_token_id] + list(seq[:-1]) for seq in labels]
+    padded_inputs, input_mask = _pad(input_ids, pad_token_id)
+    padded_labels, label_mask = _pad(labels, -100)
+    decoder_input_ids = torch.full_like(padded_labels, pad_token_id)
+    decoder_input_ids[:, 0] = decoder_start_token_id
+    decoder_input_ids[:, 1:] = padded_labels[:, :-1]
+    decoder_input_ids[~label_mask] = pad_token_id
     batch = {
-        "input_ids": _pad(input_ids, pad_token_id),
-        "attention_mask": _pad([[1] * len(seq) for seq in input_ids], 0),
-        "labels": _pad(labels, -100),
-        "decoder_input_ids": _pad(decoder_input_ids, pad_token_id),
+        "input_ids": padded_inputs,
+        "attention_mask": input_mask.long(),
+        "labels": padded_labels,
+        "decoder_input_ids": decoder_input_ids,
     }
     batch.update(meta or {})
     return batch
 
 
-def common_meta(metas: Sequence[dict[str, str]]) -> dict[str, Optional[str]]:
+def common_meta(metas: Sequence[dict[str, str]]) -> dict[str, str | None]:
     """The value of each meta key shared by all `metas`, or None where they differ."""
     return {
         key: metas[0][key] if all(meta[key] == metas[0][key] for meta in metas) else None for key in META_KEYS

@@ -18,7 +18,7 @@ Example (YAML, as in a Pasero training config)::
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
 
@@ -46,13 +46,13 @@ class CorpusSpec:
         format: 'parallel', 'tsv', 'jsonl' or 'dataset'.
     """
 
-    paths: Union[str, list[str]]
-    source_langs: Optional[list[str]] = None
-    target_langs: Optional[list[str]] = None
-    lang_pairs: Optional[list[str]] = None
+    paths: str | list[str]
+    source_langs: list[str] | None = None
+    target_langs: list[str] | None = None
+    lang_pairs: list[str] | None = None
     multiplier: float = 1.0
-    probability: Optional[float] = None
-    domain: Optional[str] = None
+    probability: float | None = None
+    domain: str | None = None
     format: Literal["parallel", "tsv", "jsonl", "dataset"] = "parallel"
 
     def __post_init__(self) -> None:
@@ -110,28 +110,28 @@ class DataConfig:
     data_dir: str = "."
     train_corpora: list[CorpusSpec] = field(default_factory=list)
     valid_corpora: list[CorpusSpec] = field(default_factory=list)
-    source_langs: Optional[list[str]] = None
-    target_langs: Optional[list[str]] = None
-    lang_pairs: Optional[list[str]] = None
-    valid_source_langs: Optional[list[str]] = None
-    valid_target_langs: Optional[list[str]] = None
-    valid_lang_pairs: Optional[list[str]] = None
+    source_langs: list[str] | None = None
+    target_langs: list[str] | None = None
+    lang_pairs: list[str] | None = None
+    valid_source_langs: list[str] | None = None
+    valid_target_langs: list[str] | None = None
+    valid_lang_pairs: list[str] | None = None
     allow_monolingual: bool = False
     lang_temperature: float = 1.0
     lang_code: bool = False
     batch_size: int = 4096
-    lines_per_batch: Optional[int] = None
-    batch_by: Optional[Union[str, list[str]]] = None
-    max_source_len: Optional[int] = None
-    max_target_len: Optional[int] = None
+    lines_per_batch: int | None = None
+    batch_by: str | list[str] | None = None
+    max_source_len: int | None = None
+    max_target_len: int | None = None
     max_len: int = 256
-    min_len_ratio: Optional[float] = None
-    max_len_ratio: Optional[float] = None
+    min_len_ratio: float | None = None
+    max_len_ratio: float | None = None
     buffer_size: int = 100000
-    max_lines: Optional[int] = None
+    max_lines: int | None = None
     seed: int = 42
     shuffle: bool = True
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.train_corpora = [_as_spec(c, f"train_corpora[{i}]") for i, c in enumerate(self.train_corpora)]
@@ -176,7 +176,7 @@ class DataConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-def _as_spec(corpus: Union[CorpusSpec, dict], where: str) -> CorpusSpec:
+def _as_spec(corpus: CorpusSpec | dict, where: str) -> CorpusSpec:
     if isinstance(corpus, CorpusSpec):
         return corpus
     return dataclass_from_dict(CorpusSpec, corpus, context=where)

@@ -9,7 +9,6 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from pasero_hf.data.config import CorpusSpec
 
@@ -30,7 +29,7 @@ class Corpus:
     domain: str
     format: str
     multiplier: float = 1.0
-    probability: Optional[float] = None
+    probability: float | None = None
 
     @property
     def lang_pair(self) -> str:
@@ -42,9 +41,9 @@ class Corpus:
 
 
 def language_pairs(
-    source_langs: Optional[list[str]],
-    target_langs: Optional[list[str]],
-    lang_pairs: Optional[list[str]],
+    source_langs: list[str] | None,
+    target_langs: list[str] | None,
+    lang_pairs: list[str] | None,
     allow_monolingual: bool = False,
 ) -> list[tuple[str, str]]:
     """The language pairs defined by these options: `lang_pairs` if given, else the source x target product."""
@@ -141,9 +140,9 @@ def expand_corpus(
 def expand_corpora(
     specs: list[CorpusSpec],
     data_dir: str,
-    source_langs: Optional[list[str]],
-    target_langs: Optional[list[str]],
-    lang_pairs: Optional[list[str]],
+    source_langs: list[str] | None,
+    target_langs: list[str] | None,
+    lang_pairs: list[str] | None,
     allow_monolingual: bool = False,
     kind: str = "train_corpora",
 ) -> list[Corpus]:

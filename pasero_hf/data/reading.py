@@ -8,7 +8,6 @@ of different line counts (checked before anything is read, so nothing is ever si
 import json
 import os
 from collections.abc import Iterator
-from typing import Optional
 
 from pasero_hf.data.corpora import Corpus
 
@@ -117,7 +116,7 @@ def _dataset_pairs(corpus: Corpus) -> Iterator[tuple[str, str]]:
 _READERS = {"parallel": _parallel_pairs, "tsv": _tsv_pairs, "jsonl": _jsonl_pairs, "dataset": _dataset_pairs}
 
 
-def read_pairs(corpus: Corpus, max_lines: Optional[int] = None) -> Iterator[tuple[str, str]]:
+def read_pairs(corpus: Corpus, max_lines: int | None = None) -> Iterator[tuple[str, str]]:
     """Non-empty (source, target) pairs of `corpus`, in file order; at most `max_lines` of them."""
     kept = 0
     for source, target in _READERS[corpus.format](corpus):

@@ -7,7 +7,6 @@ the others share what remains.
 """
 
 from collections.abc import Sequence
-from typing import Optional
 
 import numpy as np
 
@@ -16,7 +15,7 @@ def corpus_probabilities(
     sizes: Sequence[int],
     lang_pairs: Sequence[str],
     multipliers: Sequence[float],
-    fixed: Sequence[Optional[float]],
+    fixed: Sequence[float | None],
     temperature: float = 1.0,
 ) -> np.ndarray:
     """Sampling probability of each corpus (sums to 1).

@@ -14,7 +14,8 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -24,6 +25,8 @@ from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
 
 logger = logging.getLogger(__name__)
 
+# Part of the tokenization cache key: bump it when `_tokenize` changes what it produces.
+_TOKENIZATION_VERSION = 1
 _TEXT_FEATURES = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
 
 
@@ -37,18 +40,18 @@ class LengthLimits:
 
     max_source_len: int
     max_target_len: int
-    min_len_ratio: Optional[float] = None
-    max_len_ratio: Optional[float] = None
+    min_len_ratio: float | None = None
+    max_len_ratio: float | None = None
 
 
-def _generate_text(corpus: Corpus, stamp: str, max_lines: Optional[int]):
+def _generate_text(corpus: Corpus, stamp: str, max_lines: int | None):
     # `stamp` is unused here but part of the cache key: from_generator hashes its gen_kwargs. (No list values:
     # from_generator would split them into shards and call the generator once per item.)
     for source, target in read_pairs(corpus, max_lines=max_lines):
         yield {"source": source, "target": target}
 
 
-def read_text_dataset(corpus: Corpus, cache_dir: str, max_lines: Optional[int] = None) -> datasets.Dataset:
+def read_text_dataset(corpus: Corpus, cache_dir: str, max_lines: int | None = None) -> datasets.Dataset:
     """The corpus' non-empty pairs as a cached text dataset; raises on malformed or empty corpora."""
     if next(read_pairs(corpus, max_lines=1), None) is None:  # datasets cannot build an empty dataset
         raise ValueError(f"corpus {corpus.corpus_id} ({', '.join(corpus.paths)}) is empty: no non-empty line pair")
@@ -75,7 +78,7 @@ def _lang_code_id(tokenizer: Any, lang: str) -> int:
     return token_id
 
 
-def _tokenize(batch: dict, tokenizer: Any, lang_code_id: Optional[int], keep_text: bool) -> dict:
+def _tokenize(batch: dict, tokenizer: Any, lang_code_id: int | None, keep_text: bool) -> dict:
     encoded = tokenizer(batch["source"], text_target=batch["target"])
     input_ids = encoded["input_ids"]
     if lang_code_id is not None:
@@ -99,7 +102,7 @@ def _within_limits(batch: dict, limits: LengthLimits) -> list[bool]:
     return keep
 
 
-def _truncate_ids(ids: list[int], limit: int, eos_id: Optional[int]) -> list[int]:
+def _truncate_ids(ids: list[int], limit: int, eos_id: int | None) -> list[int]:
     if len(ids) <= limit:
         return ids
     if eos_id is not None and ids[-1] == eos_id:  # keep the end-of-sequence marker, as Pasero does
@@ -107,11 +110,28 @@ def _truncate_ids(ids: list[int], limit: int, eos_id: Optional[int]) -> list[int
     return ids[:limit]
 
 
-def _truncate(batch: dict, limits: LengthLimits, eos_id: Optional[int]) -> dict:
+def _truncate(batch: dict, limits: LengthLimits, eos_id: int | None) -> dict:
     return {
         "input_ids": [_truncate_ids(ids, limits.max_source_len, eos_id) for ids in batch["input_ids"]],
         "labels": [_truncate_ids(ids, limits.max_target_len, eos_id) for ids in batch["labels"]],
     }
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of everything `save_pretrained` writes (vocabulary, merges, options, current languages).
+
+    Hashing the live object, as `datasets` would, is not stable: tokenizers keep internal caches that grow as they
+    are used, so the same tokenizer would hash differently before and after tokenizing and never hit the cache.
+    """
+    hasher = datasets.fingerprint.Hasher()
+    hasher.update(type(tokenizer).__qualname__)
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save_pretrained(directory)
+        for path in sorted(Path(directory).rglob("*")):
+            if path.is_file():
+                hasher.update(path.name)
+                hasher.update(path.read_bytes())
+    return hasher.hexdigest()
 
 
 def set_tokenizer_langs(tokenizer: Any, source_lang: str, target_lang: str) -> None:
@@ -128,8 +148,8 @@ def tokenize_corpus(
     limits: LengthLimits,
     train: bool,
     lang_code: bool = False,
-    cache_dir: Optional[str] = None,
-    max_lines: Optional[int] = None,
+    cache_dir: str | None = None,
+    max_lines: int | None = None,
 ) -> datasets.Dataset:
     """Read and tokenize one corpus (cached), then drop (train) or truncate (valid) pairs beyond `limits`.
 
@@ -140,11 +160,15 @@ def tokenize_corpus(
     text = read_text_dataset(corpus, cache_dir, max_lines=max_lines)
     set_tokenizer_langs(tokenizer, corpus.source_lang, corpus.target_lang)
     lang_code_id = _lang_code_id(tokenizer, corpus.target_lang) if lang_code else None
+    fingerprint = datasets.fingerprint.Hasher.hash(
+        [text._fingerprint, tokenizer_fingerprint(tokenizer), lang_code_id, train, _TOKENIZATION_VERSION]
+    )
     tokenized = text.map(
         _tokenize,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "lang_code_id": lang_code_id, "keep_text": not train},
         remove_columns=["source", "target"],
+        new_fingerprint=fingerprint,
         desc=f"tokenizing {corpus.corpus_id}",
     )
     if not train:

@@ -19,14 +19,13 @@ run would not see the data an uninterrupted one sees. Storage, reading and token
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
+import datasets
 import numpy as np
 import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
-
-import datasets
 
 from pasero_hf.data.batching import collate_pairs, common_meta, length_sorted_batches
 from pasero_hf.data.config import DataConfig
@@ -176,13 +175,18 @@ class TrainStream(torch.utils.data.IterableDataset):
         return collate_pairs(input_ids, labels, self.pad_token_id, self.decoder_start_token_id, common_meta(metas))
 
     def __iter__(self):
+        # DataLoader workers each take every num_workers-th batch of this rank; the DataLoader collects them
+        # round-robin, so the order is the one without workers. (Workers advance their own copies of `steps`: with
+        # workers, ask `state_dict(steps=...)` for the trainer's count.)
+        worker = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
         while True:
-            _, examples = self._locate(self.steps * self.world_size + self.rank)
-            self.steps += 1
+            _, examples = self._locate((self.steps + worker_id) * self.world_size + self.rank)
+            self.steps += num_workers
             yield self.collate(examples)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
-    def state_dict(self, steps: Optional[int] = None) -> dict[str, Any]:
+    def state_dict(self, steps: int | None = None) -> dict[str, Any]:
         """Position of the stream after `steps` batches of this rank (default: the batches yielded so far).
 
         The state is the same on every rank after the same number of steps. Pass `steps` explicitly when a
@@ -223,8 +227,8 @@ def build_train_dataset(
     decoder_start_token_id: int,
     rank: int = 0,
     world_size: int = 1,
-    pad_token_id: Optional[int] = None,
-    cache_dir: Optional[str] = None,
+    pad_token_id: int | None = None,
+    cache_dir: str | None = None,
 ) -> TrainStream:
     """Expand, read, tokenize (cached) and filter the training corpora; return this rank's batch stream.
 

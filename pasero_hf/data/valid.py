@@ -2,7 +2,7 @@
 with its raw source and reference lines kept for BLEU/chrF."""
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +40,8 @@ def build_valid_datasets(
     config: DataConfig,
     tokenizer: Any,
     decoder_start_token_id: int,
-    pad_token_id: Optional[int] = None,
-    cache_dir: Optional[str] = None,
+    pad_token_id: int | None = None,
+    cache_dir: str | None = None,
 ) -> dict[str, ValidSet]:
     """Validation sets by corpus id (e.g. ``"valid.en-es"``), built from ``config.valid_corpora``.
 

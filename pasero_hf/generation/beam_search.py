@@ -12,8 +12,8 @@ The original Pasero `pasero-decode` ranks and stops beam search differently from
 `pasero_search` reproduces these rules (and torch's `topk` tie-breaking, by using the same candidate layout), so that
 its outputs match Pasero's token for token. It only needs the standard encoder-decoder interface: a forward taking
 `input_ids`/`attention_mask` or `encoder_outputs`, `decoder_input_ids`, `cache` and `use_cache`, whose cache has
-`reorder_cache(indices)` (`transformers.EncoderDecoderCache` does). Decoding is batched over sentences and beams; a
-sentence leaves the batch once it is done.
+`reorder_cache(indices)` (`transformers.EncoderDecoderCache` does). Decoding is batched over sentences and beams, with
+a key/value cache; done sentences are dropped from the batch in groups (each removal copies the cache).
 """
 
 from __future__ import annotations
@@ -107,13 +107,12 @@ def _decoder_prompt(
 
 
 class _DecodingState:
-    """The model inputs that follow the rows of the decoding batch: encoder states, source mask, per-row kwargs."""
+    """The model, its cache and the inputs that follow the rows of the decoding batch (encoder states, source mask)."""
 
     def __init__(self, model: torch.nn.Module, attention_mask: Tensor, model_kwargs: dict[str, Any] | None,
                  output_attentions: bool):
         self.model = model
         self.attention_mask = attention_mask
-        self.batch_size = attention_mask.size(0)
         self.model_kwargs = dict(model_kwargs or {})
         self.output_attentions = output_attentions
         self.encoder_hidden: Tensor | None = None
@@ -167,11 +166,6 @@ class _DecodingState:
         self.cache.reorder_cache(rows)
         self.encoder_hidden = self.encoder_hidden.index_select(0, rows)
         self.attention_mask = self.attention_mask.index_select(0, rows)
-        for key, value in self.model_kwargs.items():
-            # per-sentence tensors (e.g. a domain id per row) follow the rows; anything else is shared
-            if torch.is_tensor(value) and value.dim() > 0 and value.size(0) == self.batch_size:
-                self.model_kwargs[key] = value.index_select(0, rows)
-        self.batch_size = rows.numel()
 
 
 def _last_layer_attention(out) -> Tensor:
@@ -504,8 +498,8 @@ def pasero_search(
         repeat_penalty: Pasero's (and `transformers`') repetition penalty; greedy search and sampling only.
         prefix_ids: forced decoder prefix after the start token (e.g. a target language code), shape `(prefix_len,)`
             for all sentences or `(batch, prefix_len)`. It is part of each hypothesis' tokens and score, as in Pasero.
-        model_kwargs: extra keyword arguments for every forward call (e.g. languages or domain for adapters); tensors
-            whose first dimension is the batch size follow their sentence's rows.
+        model_kwargs: extra keyword arguments for every forward call, the same for the whole batch (e.g. the
+            `source_lang`, `target_lang` or `domain` that select a Pasero model's adapters).
         output_attentions: also return each hypothesis' cross-attention (needs eager attention).
         generator: random generator for sampling, for reproducible samples.
         encoder_outputs: the encoder's outputs for `input_ids`, if the caller already has them (saves encoding

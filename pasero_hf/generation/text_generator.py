@@ -262,45 +262,52 @@ class TextGenerator:
             if targets is not None or layers:
                 raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
             return self._decode_prompts(sources, decoding, return_scores)
-        device = self.model.device
-        input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, device)
-        enc_layers = {kind for _, side, _, kind in layers if side == "enc"}
-        encoder_kwargs = {key: value for key, value in model_kwargs.items() if key in self._encoder_params()}
-        encoder_out = self.model.get_encoder()(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states="" in enc_layers,
-            output_attentions="_self_attn" in enc_layers,
-            return_dict=True,
-            **encoder_kwargs,
-        )
+        input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
+        use_pasero_search = targets is None and self._use_pasero_search(decoding)
+        # pasero_search runs the encoder itself: ours is only needed for generate, teacher forcing or layers
+        encoder_out = None
+        if not use_pasero_search or layers:
+            encoder_out = self._encode(input_ids, attention_mask, model_kwargs, layers)
 
         if targets is not None:
-            hyp_ids = [[target] for target in targets]
-            search_scores = None
-        elif self._use_pasero_search(decoding):
+            hyp_ids, search_scores = [[target] for target in targets], None
+        elif use_pasero_search:
             hyp_ids, search_scores = self._pasero_search(input_ids, attention_mask, prompt, model_kwargs, decoding)
         else:
             hyp_ids, search_scores = self._generate(encoder_out, attention_mask, prompt, model_kwargs, decoding), None
 
         rows = [(sentence, tokens) for sentence, nbest in enumerate(hyp_ids) for tokens in nbest]
-        need_forced_pass = search_scores is None or any(side == "dec" for _, side, _, _ in layers)
-        forced = self._forced_pass(encoder_out, attention_mask, prompt, rows, model_kwargs, layers) if (
-            need_forced_pass and rows
-        ) else None
+        forced = None
+        if rows and (search_scores is None or any(side == "dec" for _, side, _, _ in layers)):
+            forced = self._forced_pass(encoder_out, attention_mask, prompt, rows, model_kwargs, layers)
+        if search_scores is None:
+            row_scores = forced["pos_scores"]
+        else:
+            row_scores = [scores for nbest in search_scores for scores in nbest]
 
         results: list[list[Hypothesis]] = [[] for _ in sources]
         for row, (sentence, tokens) in enumerate(rows):
-            pos_scores = forced["pos_scores"][row] if search_scores is None else search_scores[sentence][len(results[sentence])]
-            hypothesis = self._hypothesis(sources[sentence], prompt, tokens, pos_scores, decoding, return_scores)
-            src_len = len(sources[sentence])
+            hypothesis = self._hypothesis(sources[sentence], prompt, tokens, row_scores[row], decoding, return_scores)
             for name, side, layer, kind in layers:
                 if side == "enc":
-                    hypothesis[name] = _encoder_layer(encoder_out, sentence, layer, kind, src_len)
+                    hypothesis[name] = _encoder_layer(encoder_out, sentence, layer, kind, len(sources[sentence]))
                 else:
                     hypothesis[name] = forced["layers"][name][row]
             results[sentence].append(hypothesis)
         return results
+
+    def _encode(self, input_ids, attention_mask, model_kwargs, layers):
+        """Encoder outputs, with the hidden states and attentions that the requested `enc_*` layers need."""
+        enc_kinds = {kind for _, side, _, kind in layers if side == "enc"}
+        encoder_kwargs = {key: value for key, value in model_kwargs.items() if key in self._encoder_params()}
+        return self.model.get_encoder()(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states="" in enc_kinds,
+            output_attentions="_self_attn" in enc_kinds,
+            return_dict=True,
+            **encoder_kwargs,
+        )
 
     def _use_pasero_search(self, decoding: DecodingOptions) -> bool:
         if decoding.search == "auto":

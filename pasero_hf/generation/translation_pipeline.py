@@ -82,9 +82,7 @@ class TranslationPipeline(Pipeline):
                 )
             )
         else:
-            for attribute, value in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
-                if value is not None and hasattr(tokenizer, attribute):
-                    setattr(tokenizer, attribute, value)
+            self._set_languages(src_lang, tgt_lang)
             inputs = dict(tokenizer(text, return_tensors="pt", truncation=truncation))
             # Pasero models trained with target language codes start decoding with `</s> <lang:tgt>`
             prefix = tokenizer.decoder_prefix_ids() if hasattr(tokenizer, "decoder_prefix_ids") else []
@@ -94,6 +92,11 @@ class TranslationPipeline(Pipeline):
             inputs["source_lang"] = src_lang
             inputs["target_lang"] = tgt_lang
         return inputs
+
+    def _set_languages(self, src_lang: str | None, tgt_lang: str | None) -> None:
+        for attribute, value in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
+            if value is not None and hasattr(self.tokenizer, attribute):
+                setattr(self.tokenizer, attribute, value)
 
     def _forward(self, model_inputs: dict[str, Any], **generate_kwargs) -> dict[str, Any]:
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)

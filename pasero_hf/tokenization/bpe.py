@@ -9,8 +9,8 @@ Only the standard library and `regex` are used: this module travels with remote-
 import json
 import os
 import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import regex
 
@@ -42,7 +42,7 @@ class BPEOptions:
 
     inline_case: bool = True
     nfkc: bool = False
-    protect_regex: Optional[str] = None
+    protect_regex: str | None = None
     tokenization: int = 2  # word-splitting aggressiveness, used only when training
 
     def header(self) -> str:
@@ -59,7 +59,7 @@ class BPEOptions:
 _HEADER_KEYS = ("inline_case", "nfkc", "protect_regex", "tokenization")
 
 
-def read_bpecodes(path: Union[str, os.PathLike]) -> tuple[BPEOptions, list[Merge]]:
+def read_bpecodes(path: str | os.PathLike) -> tuple[BPEOptions, list[Merge]]:
     """Read a `bpecodes` file; raise `ValueError` naming the file and line of anything malformed."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -104,7 +104,7 @@ def _parse_header(line: str, path: str) -> BPEOptions:
     return options
 
 
-def write_bpecodes(path: Union[str, os.PathLike], options: BPEOptions, merges: Iterable[Merge]) -> None:
+def write_bpecodes(path: str | os.PathLike, options: BPEOptions, merges: Iterable[Merge]) -> None:
     """Write a `bpecodes` file atomically (temporary file, then rename)."""
     lines = [options.header() + "\n"]
     lines.extend(f"{left} {right}\n" for left, right in merges)
@@ -124,8 +124,8 @@ class PaseroBPE:
     def __init__(
         self,
         merges: Sequence[Merge],
-        options: Optional[BPEOptions] = None,
-        vocabulary: Optional[Iterable[str]] = None,
+        options: BPEOptions | None = None,
+        vocabulary: Iterable[str] | None = None,
     ):
         self.options = options or BPEOptions()
         self.merges = list(merges)
@@ -144,8 +144,8 @@ class PaseroBPE:
     @classmethod
     def from_file(
         cls,
-        path: Union[str, os.PathLike],
-        vocabulary: Optional[Iterable[str]] = None,
+        path: str | os.PathLike,
+        vocabulary: Iterable[str] | None = None,
         **overrides,
     ) -> "PaseroBPE":
         """Load a `bpecodes` file. `overrides` (e.g. `inline_case=False`) replace header options."""
@@ -159,10 +159,10 @@ class PaseroBPE:
     def __len__(self) -> int:
         return len(self.merges)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         write_bpecodes(path, self.options, self.merges)
 
-    def tokenize(self, text: str, unk: Optional[str] = None) -> list[str]:
+    def tokenize(self, text: str, unk: str | None = None) -> list[str]:
         """Split one line of text into subword tokens.
 
         Args:
@@ -212,7 +212,7 @@ class PaseroBPE:
             tokens = [token if token in self.vocabulary else unk.replace("{token}", token) for token in tokens]
         return tokens
 
-    def tokenize_lines(self, lines: Iterable[str], unk: Optional[str] = None) -> Iterator[list[str]]:
+    def tokenize_lines(self, lines: Iterable[str], unk: str | None = None) -> Iterator[list[str]]:
         """Tokenize many lines; one token list per input line (empty lines give empty lists)."""
         for line in lines:
             yield self.tokenize(line, unk=unk)

@@ -9,11 +9,10 @@ import gc
 import os
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from itertools import islice
-from typing import Iterable, Iterator, Optional, Sequence
 
 import regex
 
@@ -33,21 +32,21 @@ _SPLIT_LEVELS = (
 
 # Scripts that words are split between. Kana count as Han: Japanese mixes them inside words.
 _SCRIPTS = (
-    "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
-    "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao", "Tibetan",
-    "Myanmar", "Georgian", "Hangul", "Ethiopic", "Cherokee", "Canadian_Aboriginal", "Ogham", "Runic", "Khmer",
-    "Mongolian", "Han", "Hiragana", "Katakana", "Bopomofo", "Yi", "Common", "Inherited",
-)
+    "Latin Greek Cyrillic Armenian Hebrew Arabic Syriac Thaana Devanagari Bengali Gurmukhi Gujarati Oriya Tamil "
+    "Telugu Kannada Malayalam Sinhala Thai Lao Tibetan Myanmar Georgian Hangul Ethiopic Cherokee Canadian_Aboriginal "
+    "Ogham Runic Khmer Mongolian Han Hiragana Katakana Bopomofo Yi Common Inherited"
+).split()
 _SCRIPT_PATTERN = regex.compile("|".join(f"(?P<{name}>\\p{{Script={name}}})" for name in _SCRIPTS))
 _SCRIPT_ALIASES = {"Hiragana": "Han", "Katakana": "Han"}
-_script_cache: dict[str, Optional[str]] = {}
+_script_cache: dict[str, str | None] = {}
+_NO_SCRIPT_YET = object()
 
 _LINES_PER_CHUNK = 50000
 
 _LANG_FROM_FILENAME = regex.compile(r".+\.([a-z]+)$")
 
 
-def _script(char: str) -> Optional[str]:
+def _script(char: str) -> str | None:
     script = _script_cache.get(char, "")
     if script == "":
         match = _SCRIPT_PATTERN.match(char)
@@ -57,14 +56,15 @@ def _script(char: str) -> Optional[str]:
 
 
 def split_by_script(token: str) -> list[str]:
-    """Split `token` where the Unicode script changes (`▁` belongs to the following characters)."""
+    """Split `token` where the Unicode script changes (`▁` belongs to the following characters; characters of
+    other scripts count as one script of their own)."""
     pieces = []
     current = ""
-    current_script = None
+    current_script = _NO_SCRIPT_YET
     for char in token:
         if char != WORD_BOUNDARY:
             script = _script(char)
-            if current and current_script is not None and script != current_script:
+            if current and current_script is not _NO_SCRIPT_YET and script != current_script:
                 pieces.append(current)
                 current = ""
             current_script = script
@@ -83,8 +83,9 @@ class WordSplitting:
 
     def __post_init__(self) -> None:
         if not 0 <= self.options.tokenization < len(_SPLIT_LEVELS):
-            raise ValueError(f"tokenization must be between 0 and {len(_SPLIT_LEVELS) - 1}, "
-                             f"got {self.options.tokenization}")
+            raise ValueError(
+                f"tokenization must be between 0 and {len(_SPLIT_LEVELS) - 1}, got {self.options.tokenization}"
+            )
 
     def count_raw_words(self, lines: Sequence[str]) -> tuple[Counter, int]:
         """Counts of the cased words of `lines` (before lowercasing and splitting), and the non-empty line count."""
@@ -135,8 +136,10 @@ def language_of(path: str) -> str:
     """Language code from a file name's extension (`train.de` -> `de`)."""
     match = _LANG_FROM_FILENAME.match(os.path.basename(path))
     if match is None:
-        raise ValueError(f"cannot infer the language of {path}: with several inputs, each file name must end with "
-                         f"a language extension like '.en'")
+        raise ValueError(
+            f"cannot infer the language of {path}: with several inputs, each file name must end with "
+            f"a language extension like '.en'"
+        )
     return match.group(1)
 
 
@@ -162,12 +165,15 @@ def count_words(
                 raise FileNotFoundError(f"training file not found: {path}")
             raw: Counter = Counter()
             line_count = 0
-            with open(path, encoding="utf-8", errors="replace") as text_file, tqdm(
-                desc=f"reading {path}", unit=" lines", disable=not progress
-            ) as bar:
+            with (
+                open(path, encoding="utf-8", errors="replace") as text_file,
+                tqdm(desc=f"reading {path}", unit=" lines", disable=not progress) as bar,
+            ):
                 chunks = _chunks(text_file, _LINES_PER_CHUNK)
-                results = map(splitting.count_raw_words, chunks) if executor is None else executor.map(
-                    splitting.count_raw_words, chunks
+                results = (
+                    map(splitting.count_raw_words, chunks)
+                    if executor is None
+                    else executor.map(splitting.count_raw_words, chunks)
                 )
                 for chunk_counts, chunk_lines in results:
                     raw.update(chunk_counts)
@@ -264,7 +270,7 @@ def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) 
                 start = starts[0]
                 merged = symbols[:start]
                 merged.append(joined)
-                merged += symbols[start + 2:]
+                merged += symbols[start + 2 :]
                 if start:
                     before = symbols[start - 1]
                     deltas[before, left] -= freq
@@ -359,7 +365,7 @@ class TrainingResult:
 def train_bpe(
     paths: Sequence[str],
     num_merges: int = 8000,
-    options: Optional[BPEOptions] = None,
+    options: BPEOptions | None = None,
     temperature: float = 1.0,
     split_by_script: bool = True,
     threads: int = 1,

@@ -9,7 +9,8 @@ import contextlib
 import os
 import sys
 from collections import Counter
-from typing import Iterator, Optional, Sequence, TextIO
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from .bpe import BPEOptions, PaseroBPE
 from .bpe_training import train_bpe
@@ -25,7 +26,7 @@ from .inline_casing import detokenize
 
 
 @contextlib.contextmanager
-def _open_streams(input_path: Optional[str], output_path: Optional[str]) -> Iterator[tuple[TextIO, TextIO]]:
+def _open_streams(input_path: str | None, output_path: str | None) -> Iterator[tuple[TextIO, TextIO]]:
     """Input and output text streams (stdin/stdout by default). A file output is written to a temporary path and
     renamed at the end, so an interrupted run leaves no half-written file."""
     if input_path and not os.path.isfile(input_path):
@@ -70,10 +71,10 @@ def _run_streaming(main) -> None:
         # the reader (e.g. `head`) went away: stop quietly, without a traceback
         sys.stdout = None
     except KeyboardInterrupt:
-        raise SystemExit(130)
+        raise SystemExit(130) from None
 
 
-def tokenize_main(argv: Optional[Sequence[str]] = None) -> None:
+def tokenize_main(argv: Sequence[str] | None = None) -> None:
     """`pasero-tokenize BPECODES [-i IN] [-o OUT]`: text -> space-separated Pasero subwords, line by line."""
     parser = argparse.ArgumentParser(prog="pasero-tokenize", description=tokenize_main.__doc__)
     parser.add_argument("bpecodes", help="Pasero BPE model (bpecodes file)")
@@ -95,7 +96,7 @@ def tokenize_main(argv: Optional[Sequence[str]] = None) -> None:
     _run_streaming(run)
 
 
-def detokenize_main(argv: Optional[Sequence[str]] = None) -> None:
+def detokenize_main(argv: Sequence[str] | None = None) -> None:
     """`pasero-detokenize [-i IN] [-o OUT]`: Pasero subwords -> text (leading <lang:xx>/<domain:xx> tags dropped)."""
     parser = argparse.ArgumentParser(prog="pasero-detokenize", description=detokenize_main.__doc__)
     _add_io_args(parser)
@@ -112,8 +113,12 @@ def detokenize_main(argv: Optional[Sequence[str]] = None) -> None:
 def _add_dict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dict-min-freq", type=int, default=10, help="drop entries rarer than this (default: 10)")
     parser.add_argument("--dict-placeholders", type=int, default=0, help="add this many madeupwordNNNN entries")
-    parser.add_argument("--dict-padding-factor", type=int, default=8,
-                        help="pad the size (+ the 4 special tokens) to a multiple of this (default: 8)")
+    parser.add_argument(
+        "--dict-padding-factor",
+        type=int,
+        default=8,
+        help="pad the size (+ the 4 special tokens) to a multiple of this (default: 8)",
+    )
     parser.add_argument("--dict-custom-symbols", nargs="*", default=[], help="add these symbols")
     parser.add_argument("--dict-max-size", type=int, help="maximum number of entries")
 
@@ -129,7 +134,7 @@ def _build_dictionary(counts: Counter, args: argparse.Namespace, custom_symbols:
     )
 
 
-def build_dict_main(argv: Optional[Sequence[str]] = None) -> None:
+def build_dict_main(argv: Sequence[str] | None = None) -> None:
     """`pasero-build-dict < tokenized > dict.txt`: a Pasero/fairseq dictionary from tokenized text."""
     parser = argparse.ArgumentParser(prog="pasero-build-dict", description=build_dict_main.__doc__)
     _add_io_args(parser)
@@ -146,29 +151,57 @@ def build_dict_main(argv: Optional[Sequence[str]] = None) -> None:
     _run_streaming(run)
 
 
-def build_tokenizer_main(argv: Optional[Sequence[str]] = None) -> None:
+def build_tokenizer_main(argv: Sequence[str] | None = None) -> None:
     """`pasero-build-tokenizer -i FILES... -o BPECODES -d DICT -s N`: train a Pasero BPE model and its dictionary."""
     parser = argparse.ArgumentParser(prog="pasero-build-tokenizer", description=build_tokenizer_main.__doc__)
-    parser.add_argument("-i", "--inputs", nargs="+", required=True, metavar="PATH",
-                        help="training text; with several files, each name ends with its language (train.de)")
+    parser.add_argument(
+        "-i",
+        "--inputs",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="training text; with several files, each name ends with its language (train.de)",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="BPECODES", help="output BPE model")
     parser.add_argument("-d", "--dict-path", help="output dictionary (fairseq dict.txt) covering all languages")
-    parser.add_argument("-s", "--symbols", dest="num_merges", type=int, default=8000,
-                        help="number of merge operations (default: 8000)")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="T > 1 gives lower-resource languages (files) more weight (default: 1)")
-    parser.add_argument("--lang-codes", nargs="*",
-                        help="add <lang:xx> tokens to the dictionaries (no value: languages of the input files)")
-    parser.add_argument("--vocab-path",
-                        help="also write one dictionary per language: PATH with '{lang}' replaced, or PATH.LANG")
+    parser.add_argument(
+        "-s", "--symbols", dest="num_merges", type=int, default=8000, help="number of merge operations (default: 8000)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="T > 1 gives lower-resource languages (files) more weight (default: 1)",
+    )
+    parser.add_argument(
+        "--lang-codes",
+        nargs="*",
+        help="add <lang:xx> tokens to the dictionaries (no value: languages of the input files)",
+    )
+    parser.add_argument(
+        "--vocab-path", help="also write one dictionary per language: PATH with '{lang}' replaced, or PATH.LANG"
+    )
     parser.add_argument("--nfkc", action="store_true", help="apply Unicode NFKC normalization")
-    parser.add_argument("--no-inline-case", dest="inline_case", action="store_false",
-                        help="keep case in the subwords instead of <T>/<U> tokens")
+    parser.add_argument(
+        "--no-inline-case",
+        dest="inline_case",
+        action="store_false",
+        help="keep case in the subwords instead of <T>/<U> tokens",
+    )
     parser.add_argument("--protect-regex", help="spans matching this regular expression are kept verbatim")
-    parser.add_argument("--tokenization", type=int, default=2, choices=range(5),
-                        help="word-splitting aggressiveness, 0 (none) to 4 (default: 2)")
-    parser.add_argument("--no-split-by-script", dest="split_by_script", action="store_false",
-                        help="do not split words where the Unicode script changes")
+    parser.add_argument(
+        "--tokenization",
+        type=int,
+        default=2,
+        choices=range(5),
+        help="word-splitting aggressiveness, 0 (none) to 4 (default: 2)",
+    )
+    parser.add_argument(
+        "--no-split-by-script",
+        dest="split_by_script",
+        action="store_false",
+        help="do not split words where the Unicode script changes",
+    )
     parser.add_argument("--threads", type=int, default=1, help="processes used to count words (default: 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="progress bars and a summary on stderr")
     _add_dict_args(parser)
@@ -181,8 +214,13 @@ def build_tokenizer_main(argv: Optional[Sequence[str]] = None) -> None:
         inline_case=args.inline_case, nfkc=args.nfkc, protect_regex=args.protect_regex, tokenization=args.tokenization
     )
     result = train_bpe(
-        args.inputs, args.num_merges, options, temperature=args.temperature, split_by_script=args.split_by_script,
-        threads=args.threads, progress=args.verbose,
+        args.inputs,
+        args.num_merges,
+        options,
+        temperature=args.temperature,
+        split_by_script=args.split_by_script,
+        threads=args.threads,
+        progress=args.verbose,
     )
     result.bpe.save(args.output)
 
@@ -199,7 +237,9 @@ def build_tokenizer_main(argv: Optional[Sequence[str]] = None) -> None:
             print(f"{args.dict_path}: {report}", file=sys.stderr)
     if args.vocab_path:
         for lang, counts in result.subword_counts.items():
-            path = args.vocab_path.replace("{lang}", lang) if "{lang}" in args.vocab_path else f"{args.vocab_path}.{lang}"
+            path = (
+                args.vocab_path.replace("{lang}", lang) if "{lang}" in args.vocab_path else f"{args.vocab_path}.{lang}"
+            )
             write_dict_file(path, _build_dictionary(counts, args, lang_codes))
     if args.verbose:
         print(f"{len(result.bpe)} merges -> {args.output}", file=sys.stderr)

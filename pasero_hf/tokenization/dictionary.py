@@ -9,8 +9,8 @@ Only the standard library and `regex` are used: this module travels with remote-
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import regex
 
@@ -27,7 +27,7 @@ _TAG = regex.compile(f"<(?:{LANG_CODE_PREFIX}|{DOMAIN_TAG_PREFIX}).+>")
 
 _DICT_LINE = regex.compile(r"(.+?)(?:\s(\d+))?(?:\s#fairseq:overwrite)?$")
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def lang_code(lang: str) -> str:
@@ -60,7 +60,7 @@ def read_dict_file(path: PathLike) -> list[tuple[str, int]]:
     return entries
 
 
-def load_vocabulary(path: PathLike, threshold: Optional[int] = None) -> list[str]:
+def load_vocabulary(path: PathLike, threshold: int | None = None) -> list[str]:
     """Tokens of a `dict.txt` (those with a count >= `threshold` if given), for BPE vocabulary filtering."""
     return [token for token, count in read_dict_file(path) if threshold is None or count >= threshold]
 
@@ -68,7 +68,7 @@ def load_vocabulary(path: PathLike, threshold: Optional[int] = None) -> list[str
 class Dictionary:
     """Token <-> id mapping with fairseq's conventions (see the module docstring)."""
 
-    def __init__(self, tokens: Sequence[str], counts: Optional[Sequence[int]] = None):
+    def __init__(self, tokens: Sequence[str], counts: Sequence[int] | None = None):
         self.tokens = list(tokens)
         self.counts = list(counts) if counts is not None else [0] * len(self.tokens)
         self.indices: dict[str, int] = {}
@@ -151,7 +151,7 @@ class Dictionary:
         else:
             entries = list(zip(self.tokens, self.counts))
             if self.tokens[: len(FAIRSEQ_SPECIALS)] == list(FAIRSEQ_SPECIALS) and EOS not in self.tokens[4:]:
-                entries = entries[len(FAIRSEQ_SPECIALS):]
+                entries = entries[len(FAIRSEQ_SPECIALS) :]
             text = "".join(f"{token} {count}\n" for token, count in entries)
         write_lines_atomically(path, [text])
 
@@ -163,7 +163,7 @@ def build_dictionary(
     placeholders: int = 0,
     padding_factor: int = 8,
     padding_offset: int = 4,
-    max_size: Optional[int] = None,
+    max_size: int | None = None,
 ) -> list[tuple[str, int]]:
     """Pasero's dictionary from subword counts, as (token, count) entries for a `dict.txt`.
 
@@ -182,7 +182,11 @@ def build_dictionary(
                 char_counts[char] += count
     counts.update(char_counts)  # a character's count covers all the subwords it appears in
     kept = sorted(
-        ((token, count) for token, count in counts.items() if token not in reserved and (not count or count >= min_freq)),
+        (
+            (token, count)
+            for token, count in counts.items()
+            if token not in reserved and (not count or count >= min_freq)
+        ),
         key=lambda item: (-item[1], item[0]),
     )
     entries = list(reserved.items()) + kept
@@ -234,7 +238,7 @@ class CoverageReport:
 
 
 def check_vocabulary_coverage(
-    token_counts: Mapping[str, int], dictionary: Union[Dictionary, Iterable[str]]
+    token_counts: Mapping[str, int], dictionary: Dictionary | Iterable[str]
 ) -> CoverageReport:
     """Report which of the counted tokens (e.g. from tokenizing training data) `dictionary` lacks, with counts."""
     known = dictionary if isinstance(dictionary, Dictionary) else set(dictionary)

@@ -1,10 +1,10 @@
 """File helpers shared by the tokenization modules (standard library only)."""
 
 import os
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 
-def write_lines_atomically(path: Union[str, os.PathLike], lines: Iterable[str]) -> None:
+def write_lines_atomically(path: str | os.PathLike, lines: Iterable[str]) -> None:
     """Write `lines` (each ending with a newline) to `path` via a temporary file, so readers never see half a file."""
     path = os.fspath(path)
     directory = os.path.dirname(path)

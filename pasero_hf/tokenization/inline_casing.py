@@ -5,7 +5,7 @@ training. It depends only on the standard library and `regex` (it travels with r
 """
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import regex
 

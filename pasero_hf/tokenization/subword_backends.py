@@ -5,7 +5,8 @@ Each backend turns text into subword strings and back; ids come from the diction
 """
 
 import os
-from typing import Iterable, Optional, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from .bpe import PaseroBPE
 from .inline_casing import apply_case_tokens, detokenize
@@ -22,7 +23,7 @@ class SubwordBackend(Protocol):
 class PaseroBackend:
     """Pasero inline-casing BPE (`bpecodes`)."""
 
-    def __init__(self, path: str, vocabulary: Optional[Iterable[str]] = None):
+    def __init__(self, path: str, vocabulary: Iterable[str] | None = None):
         self.bpe = PaseroBPE.from_file(path, vocabulary=vocabulary)
 
     def tokenize(self, text: str) -> list[str]:
@@ -35,7 +36,7 @@ class PaseroBackend:
 class SentencePieceBackend:
     """A SentencePiece model; pieces it does not know are spelled out character by character, as in Pasero."""
 
-    def __init__(self, path: str, vocabulary: Optional[Iterable[str]] = None):
+    def __init__(self, path: str, vocabulary: Iterable[str] | None = None):
         import sentencepiece
 
         self.processor = sentencepiece.SentencePieceProcessor(model_file=path)
@@ -78,7 +79,7 @@ class HFTokenizersBackend:
         return self.tokenizer.get_vocab(with_added_tokens=True)
 
 
-def load_backend(tokenizer_type: str, path: str, vocabulary: Optional[Iterable[str]] = None) -> SubwordBackend:
+def load_backend(tokenizer_type: str, path: str, vocabulary: Iterable[str] | None = None) -> SubwordBackend:
     """The backend of `tokenizer_type` for the model file `path`; `vocabulary` restricts the subwords produced
     (Pasero BPE and SentencePiece only)."""
     if tokenizer_type not in TOKENIZER_TYPES:

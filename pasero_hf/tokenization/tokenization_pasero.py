@@ -9,11 +9,10 @@ This file imports its helpers relatively and they need only the standard library
 
 import os
 import shutil
-from typing import Optional
 
 from transformers import PreTrainedTokenizer
 
-from .dictionary import EOS, LANG_CODE_PREFIX, PAD, UNK, BOS, Dictionary, lang_code, load_vocabulary
+from .dictionary import BOS, EOS, LANG_CODE_PREFIX, PAD, UNK, Dictionary, lang_code, load_vocabulary
 from .subword_backends import HFTokenizersBackend, SentencePieceBackend, load_backend
 
 _FILE_IDS = {"pasero": "bpe_file", "sentencepiece": "spm_file", "hf": "hf_tokenizer_file"}
@@ -48,24 +47,24 @@ class PaseroTokenizer(PreTrainedTokenizer):
 
     def __init__(
         self,
-        bpe_file: Optional[str] = None,
-        dict_file: Optional[str] = None,
-        spm_file: Optional[str] = None,
-        hf_tokenizer_file: Optional[str] = None,
-        dict_json_file: Optional[str] = None,
+        bpe_file: str | None = None,
+        dict_file: str | None = None,
+        spm_file: str | None = None,
+        hf_tokenizer_file: str | None = None,
+        dict_json_file: str | None = None,
         tokenizer_type: str = "pasero",
-        src_lang: Optional[str] = None,
-        tgt_lang: Optional[str] = None,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
         source_lang_code: bool = False,
         lang_code: bool = False,
         target_lang_code: bool = False,
         dict_as_vocabulary: bool = True,
-        vocabulary_threshold: Optional[int] = None,
+        vocabulary_threshold: int | None = None,
         bos_token: str = BOS,
         eos_token: str = EOS,
         pad_token: str = PAD,
         unk_token: str = UNK,
-        extra_special_tokens: Optional[list[str]] = None,
+        extra_special_tokens: list[str] | None = None,
         **kwargs,
     ):
         files = {"bpe_file": bpe_file, "spm_file": spm_file, "hf_tokenizer_file": hf_tokenizer_file}
@@ -131,7 +130,9 @@ class PaseroTokenizer(PreTrainedTokenizer):
 
     def _builtin_dictionary(self) -> Dictionary:
         if isinstance(self.subword_model, SentencePieceBackend):
-            return Dictionary.from_entries([(piece, 0) for piece in self.subword_model.pieces()], source=self.model_file)
+            return Dictionary.from_entries(
+                [(piece, 0) for piece in self.subword_model.pieces()], source=self.model_file
+            )
         if isinstance(self.subword_model, HFTokenizersBackend):
             dictionary = Dictionary([])
             for token, index in sorted(self.subword_model.vocab().items(), key=lambda item: item[1]):
@@ -159,6 +160,15 @@ class PaseroTokenizer(PreTrainedTokenizer):
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return self.subword_model.tokenize(text)
 
+    def convert_tokens_to_ids(self, tokens: str | list[str] | None) -> int | list[int] | None:
+        if tokens is None or isinstance(tokens, str):
+            return super().convert_tokens_to_ids(tokens)
+        # the per-token path of the base class dominates batch encoding time: one dict lookup per token here
+        added = self._added_tokens_encoder
+        get = self.dictionary.indices.get
+        unk_id = self.dictionary.index(self.unk_token)
+        return [added[token] if token in added else get(token, unk_id) for token in tokens]
+
     def _convert_token_to_id(self, token: str) -> int:
         return self.dictionary.index(token)
 
@@ -168,10 +178,29 @@ class PaseroTokenizer(PreTrainedTokenizer):
         return self.unk_token
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        """Detokenize: recase (`<T>`/`<U>`), join subwords and turn `▁` into spaces."""
-        return self.subword_model.detokenize(list(tokens))
+        """Detokenize: recase (`<T>`/`<U>`), join subwords and turn `▁` into spaces. Special tokens that are still
+        there are kept verbatim."""
+        special = set(self.all_special_tokens)
+        parts: list[str] = []
+        run: list[str] = []
+        for token in tokens:
+            if token in special:
+                if run:
+                    parts.append(self._detokenize_run(run, first=not parts))
+                    run = []
+                parts.append(token)
+            else:
+                run.append(token)
+        if run:
+            parts.append(self._detokenize_run(run, first=not parts))
+        return "".join(parts).rstrip()
 
-    def save_vocabulary(self, save_directory: str, filename_prefix: Optional[str] = None) -> tuple[str, ...]:
+    def _detokenize_run(self, tokens: list[str], first: bool) -> str:
+        text = self.subword_model.detokenize(tokens)
+        # a word that starts after a special token keeps its separating space
+        return text if first or not tokens[0].startswith("▁") else " " + text
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
         """Copy the subword model and dictionary files, unchanged, into `save_directory`."""
         if not os.path.isdir(save_directory):
             raise NotADirectoryError(f"not a directory: {save_directory}")
@@ -190,20 +219,20 @@ class PaseroTokenizer(PreTrainedTokenizer):
     # --- languages and special tokens -------------------------------------------------------------------------
 
     @property
-    def src_lang(self) -> Optional[str]:
+    def src_lang(self) -> str | None:
         return self._src_lang
 
     @src_lang.setter
-    def src_lang(self, lang: Optional[str]) -> None:
+    def src_lang(self, lang: str | None) -> None:
         self._src_lang = lang
         self._switch_to_input_mode()
 
     @property
-    def tgt_lang(self) -> Optional[str]:
+    def tgt_lang(self) -> str | None:
         return self._tgt_lang
 
     @tgt_lang.setter
-    def tgt_lang(self, lang: Optional[str]) -> None:
+    def tgt_lang(self, lang: str | None) -> None:
         self._tgt_lang = lang
         self._switch_to_input_mode()
 
@@ -214,7 +243,7 @@ class PaseroTokenizer(PreTrainedTokenizer):
             raise KeyError(f"language code {token} is not in the dictionary ({self.dict_file})")
         return self.dictionary.index(token)
 
-    def _require_lang(self, lang: Optional[str], name: str, option: str) -> str:
+    def _require_lang(self, lang: str | None, name: str, option: str) -> str:
         if not lang:
             raise ValueError(f"{option}=True needs `{name}` (e.g. tokenizer.{name} = 'en')")
         return lang

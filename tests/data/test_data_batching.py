@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pasero_hf.data import DataConfig, build_train_dataset
+from pasero_hf.data import build_train_dataset
 from pasero_hf.data.batching import cut_batches
 
 EOS, PAD, START = 2, 1, 2
@@ -90,11 +90,12 @@ def test_every_pair_once_per_epoch(iso_config, iso_tokenizer, iso_dir):
     plan, _ = stream._buffer_batches(0, np.zeros(1, dtype=np.int64))
     seen = [example for batch in plan for example in batch]
     assert sorted(i for _, i in seen) == list(range(len(lines)))
-    targets = []
+    labels = []
     iterator = iter(stream)
     for _ in plan:
-        targets += [iso_tokenizer.decode(labels, skip_special_tokens=True) for _, labels, _ in _pairs(next(iterator))]
-    assert sorted(targets) == sorted(" ".join(line.split()) for line in lines)
+        labels += [tuple(row_labels) for _, row_labels, _ in _pairs(next(iterator))]
+    expected = [tuple(ids) for ids in iso_tokenizer(text_target=[line.strip() for line in lines])["input_ids"]]
+    assert sorted(labels) == sorted(expected)
 
 
 def test_train_length_filter_and_ratio(iso_config, iso_tokenizer):

@@ -59,7 +59,7 @@ def test_line_count_mismatch_names_both_files_and_counts(tmp_path, lines_writer,
 
 
 def test_last_line_without_newline_counts(tmp_path, lines_writer, bible_tokenizer):
-    src = lines_writer(tmp_path / "train.en", ["a b", "c"])
+    lines_writer(tmp_path / "train.en", ["a b", "c"])
     tgt = tmp_path / "train.es"
     tgt.write_text("x\ny", encoding="utf-8")
     stream = build_train_dataset(_config(tmp_path), bible_tokenizer, decoder_start_token_id=2)
@@ -67,8 +67,8 @@ def test_last_line_without_newline_counts(tmp_path, lines_writer, bible_tokenize
 
 
 def test_empty_corpus_and_empty_sides(tmp_path, lines_writer, bible_tokenizer):
-    src = lines_writer(tmp_path / "train.en", ["a b", "", "c", "d"])
-    tgt = lines_writer(tmp_path / "train.es", ["x", "y", "  ", "z"])
+    lines_writer(tmp_path / "train.en", ["a b", "", "c", "d"])
+    lines_writer(tmp_path / "train.es", ["x", "y", "  ", "z"])
     stream = build_train_dataset(_config(tmp_path), bible_tokenizer, decoder_start_token_id=2)
     assert stream.sizes.tolist() == [2]  # the pairs with an empty side are skipped
     rows = stream.datasets[0].to_dict()
@@ -81,7 +81,7 @@ def test_empty_corpus_and_empty_sides(tmp_path, lines_writer, bible_tokenizer):
 
 
 def test_invalid_utf8_names_file_and_line(tmp_path, lines_writer, bible_tokenizer):
-    src = lines_writer(tmp_path / "train.en", ["a", "b", "c"])
+    lines_writer(tmp_path / "train.en", ["a", "b", "c"])
     tgt = tmp_path / "train.es"
     tgt.write_bytes(b"x\ny\n\xff\xfe z\n")
     with pytest.raises(ValueError, match=rf"{tgt}:3: invalid UTF-8"):
@@ -119,8 +119,8 @@ def test_malformed_tsv_and_jsonl_name_file_and_line(tmp_path, fmt, content, mess
 
 def test_valid_sets_truncate_and_keep_text(tmp_path, lines_writer, bible_tokenizer):
     long = " ".join(f"w{i}" for i in range(40))
-    src = lines_writer(tmp_path / "valid.en", ["short one", long, "", "three words here"])
-    tgt = lines_writer(tmp_path / "valid.es", ["corto", long, "nada", "tres"])
+    lines_writer(tmp_path / "valid.en", ["short one", long, "", "three words here"])
+    lines_writer(tmp_path / "valid.es", ["corto", long, "nada", "tres"])
     config = _config(tmp_path, valid_corpora=[{"paths": ["valid"]}], max_source_len=8, max_target_len=6)
     [(name, valid)] = build_valid_datasets(config, bible_tokenizer, decoder_start_token_id=2).items()
     assert name == "valid.en-es"

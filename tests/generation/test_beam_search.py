@@ -323,3 +323,35 @@ def test_precomputed_encoder_outputs_give_the_same_results(fixture_fsmt, fsmt_so
                                encoder_outputs=encoded)
         plain = pasero_search(fixture_fsmt, ids, mask, beam_size=beam_size, max_output_len=20)
         assert [n[0].tokens for n in reused] == [n[0].tokens for n in plain]
+
+
+def test_model_kwargs_reach_every_decoding_step():
+    """A Pasero model whose decoder adapters are chosen by `target_lang`: the positional scores of each search equal
+    teacher-forced scores under the same language (every step saw it), and not under the other one."""
+    from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = PaseroConfig(
+        vocab_size=40, embed_dim=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, dropout=0.0, decoder_adapter_dim=8,
+        decoder_adapters_by=["target_lang"], decoder_adapters=["lang:fr", "lang:de"],
+    )
+    model = PaseroForConditionalGeneration(config).eval()
+    with torch.no_grad():  # large random weights, so that the two adapters make a visible difference
+        for name, param in model.named_parameters():
+            if param.dim() == 2:
+                param.normal_(0, 1.0 if "adapter" in name else 0.5)
+    ids, mask = _batch(_random_sources(3, seed=7, vocab_size=40))
+    for beam_size in (1, 2):
+        outputs = {
+            lang: pasero_search(model, ids, mask, beam_size=beam_size, max_output_len=10,
+                                model_kwargs={"target_lang": lang})
+            for lang in ("fr", "de")
+        }
+        assert [n[0].tokens for n in outputs["fr"]] != [n[0].tokens for n in outputs["de"]]
+        hyps = [nbest[0] for nbest in outputs["fr"]]
+        same = score_targets(model, ids, mask, [h.tokens for h in hyps], model_kwargs={"target_lang": "fr"})
+        other = score_targets(model, ids, mask, [h.tokens for h in hyps], model_kwargs={"target_lang": "de"})
+        for hyp, expected, unexpected in zip(hyps, same, other):
+            assert hyp.pos_scores == pytest.approx(expected.tolist(), abs=1e-4)
+            assert hyp.pos_scores != pytest.approx(unexpected.tolist(), abs=1e-4)

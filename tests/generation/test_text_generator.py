@@ -208,3 +208,38 @@ def test_from_pretrained_errors(tmp_path, fixtures_dir):
         TextGenerator.from_pretrained(fixtures_dir / "pasero-tiny-en-es")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         TextGenerator.from_pretrained(tmp_path)
+
+
+def test_decoder_only_models_continue_prompts(bible_dir, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from tests.generation.conftest import train_bpe
+
+    vocab, merges = train_bpe(bible_dir, vocab_size=300)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    config = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                        eos_token_id=2, bos_token_id=2, pad_token_id=1, initializer_range=0.5)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    generator = TextGenerator.from_pretrained(tmp_path, beam_size=1, max_output_len=6)
+    prompts = ["In the beginning", "And God said, let there be"]
+    results = generator.decode(*prompts, return_scores=True)
+    for prompt, nbest in zip(prompts, results):
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            expected = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=1)[0, ids.size(1):]
+        hyp = nbest[0]
+        assert tokenizer.convert_tokens_to_ids(hyp["tokens"]) == expected.tolist()
+        assert "src_tokens" not in hyp and hyp["prompt_tokens"] == tokenizer.convert_ids_to_tokens(ids[0])
+        full = torch.cat([ids[0], expected]).unsqueeze(0)
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(full).logits[0, ids.size(1) - 1:-1], dim=-1)
+        np.testing.assert_allclose(hyp["pos_scores"], -log_probs[torch.arange(6), expected].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="return_layers needs an encoder-decoder model"):
+        generator.decode("In the beginning", return_layers=["dec_0"])

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.beam_search import Hypothesis, pasero_search
-from pasero_hf.models.pasero.convert_pasero_checkpoint import build_tokenizer, load_pasero_model
+from pasero_hf.models.pasero.convert_pasero_checkpoint import convert_pasero_checkpoint
 
 # `pasero-decode` defaults the references were made with
 BUFFER_SIZE = 100
@@ -28,11 +29,12 @@ def model_dir(fixtures_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def converted(model_dir: Path):
+def converted(model_dir: Path, tmp_path_factory):
+    """The fixture converted to a Hugging Face directory, loaded back through the Auto classes."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model, _, options = load_pasero_model(model_dir)
-    yield model, build_tokenizer(model_dir, options)
+    output = convert_pasero_checkpoint(model_dir, tmp_path_factory.mktemp("converted") / "pasero-tiny-en-es")
+    yield AutoModelForSeq2SeqLM.from_pretrained(output).eval(), AutoTokenizer.from_pretrained(output)
     torch.set_num_threads(threads)
 
 

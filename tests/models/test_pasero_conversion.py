@@ -147,3 +147,61 @@ def test_cli_missing_checkpoint_and_existing_output(converted_dir, tiny_fixture,
     assert convert_main([str(tiny_fixture), str(converted_dir)]) == 1
     assert "exists and is not empty" in capsys.readouterr().err
     assert sorted(path.name for path in converted_dir.iterdir()) == before
+
+
+def test_adapter_checkpoint_converts_with_its_adapters(tiny_fixture, tmp_path):
+    """An `adapter_transformer` checkpoint (Pasero's parameter names) keeps its language adapters and uses them."""
+    generator = torch.Generator().manual_seed(0)
+
+    def add_adapters(checkpoint):
+        for side, langs in (("encoder", ("de", "en")), ("decoder", ("es",))):
+            for layer in range(2):
+                for lang in langs:
+                    prefix = f"{side}.layers.{layer}.adapters.lang:{lang}."
+                    checkpoint["model"][prefix + "down.weight"] = torch.randn(16, 64, generator=generator) * 0.1
+                    checkpoint["model"][prefix + "down.bias"] = torch.zeros(16)
+                    checkpoint["model"][prefix + "up.weight"] = torch.randn(64, 16, generator=generator) * 0.1
+                    checkpoint["model"][prefix + "up.bias"] = torch.zeros(64)
+                    checkpoint["model"][prefix + "layer_norm.weight"] = torch.ones(64)
+                    checkpoint["model"][prefix + "layer_norm.bias"] = torch.zeros(64)
+
+    def adapter_options(training):
+        training.update(arch="adapter_transformer", encoder_adapters_by=["source_lang"],
+                        decoder_adapters_by=["target_lang"], encoder_adapter_dim=64, decoder_adapter_dim=64)
+
+    model_dir = _copy_fixture(tiny_fixture, tmp_path / "model", edit_checkpoint=add_adapters,
+                              edit_training=adapter_options)
+    model, _, _ = load_pasero_model(model_dir)
+    assert model.adapter_names() == {"encoder": ["lang:de", "lang:en"], "decoder": ["lang:es"]}
+    assert model.config.encoder_adapter_dim == 16  # the bottleneck size comes from the checkpoint, as in Pasero
+    checkpoint = torch.load(model_dir / "model_best.bin", map_location="cpu", weights_only=True)["model"]
+    key = "encoder.layers.1.adapters.lang:en.up.weight"
+    assert torch.equal(model.state_dict()[f"model.{key}"], checkpoint[key])
+    source, prompt = torch.tensor([[100, 200, 300, 2]]), torch.tensor([[2, 50]])
+    with torch.no_grad():
+        english = model(input_ids=source, decoder_input_ids=prompt, source_lang="en", target_lang="es").logits
+        german = model(input_ids=source, decoder_input_ids=prompt, source_lang="de", target_lang="es").logits
+    assert not torch.allclose(english, german, atol=1e-4)
+
+
+def test_lora_weights_are_merged_and_untied_projection_kept(tiny_fixture, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, 64, generator=generator), torch.randn(64, 4, generator=generator)
+    projection = torch.randn(7328, 64, generator=generator)
+
+    def edit(checkpoint):
+        checkpoint["model"]["decoder.layers.0.fc1.lora.down.weight"] = down
+        checkpoint["model"]["decoder.layers.0.fc1.lora.up.weight"] = torch.randn(256, 4, generator=generator)
+        checkpoint["model"]["encoder.layers.1.self_attn.q_proj.lora.down.weight"] = down
+        checkpoint["model"]["encoder.layers.1.self_attn.q_proj.lora.up.weight"] = up
+        checkpoint["model"]["decoder.output_projection.weight"] = projection
+
+    model_dir = _copy_fixture(tiny_fixture, tmp_path / "model", edit_checkpoint=edit,
+                              edit_training=lambda t: t.update(lora_rank=4, lora_alpha=8, tied_output_projection=False))
+    model, _, _ = load_pasero_model(model_dir)
+    original = torch.load(tiny_fixture / "model_best.bin", map_location="cpu", weights_only=True)["model"]
+    merged = model.state_dict()["model.encoder.layers.1.self_attn.q_proj.weight"]
+    expected = original["encoder.layers.1.self_attn.q_proj.weight"] + up @ down * (8 / 4)
+    assert torch.allclose(merged, expected, atol=1e-5)
+    assert torch.equal(model.lm_head.weight, projection)
+    assert model.lm_head.weight is not model.model.decoder.embed_tokens.weight

@@ -84,6 +84,9 @@ def test_loss_is_plain_cross_entropy_ignoring_minus_100(tiny_pasero, source_batc
     expected = -torch.log_softmax(logits, -1)[keep].gather(1, labels[keep][:, None]).mean()
     assert torch.allclose(output.loss, expected, atol=1e-6)
     assert torch.allclose(output.logits, logits)
+    # Trainer's gradient accumulation: normalized by the token count of the whole accumulated batch
+    accumulated = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, num_items_in_batch=18)
+    assert torch.allclose(accumulated.loss, expected * keep.sum() / 18, atol=1e-6)
 
 
 def test_padding_does_not_change_encoder_states(tiny_pasero):

@@ -81,3 +81,30 @@ def test_pasero_translation_matches_generate(converted_tiny_dir, bible_dir):
         output = model.generate(**tokenizer(text, return_tensors="pt"), max_new_tokens=20)
         assert item["translation_text"] == tokenizer.decode(output[0], skip_special_tokens=True)
         assert item["translation_text"] and "</s>" not in item["translation_text"]
+
+
+def test_pasero_language_codes_in_source_and_decoder_prompt(fixtures_dir, tmp_path):
+    """A multilingual Pasero model with `<lang:xx>` codes: `<lang:src>` leads the source, decoding starts with
+    `</s> <lang:tgt>`."""
+    from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+    from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
+
+    model_files = fixtures_dir / "pasero-models" / "TED-top20"
+    tokenizer = PaseroTokenizer(bpe_file=str(model_files / "bpecodes"), dict_file=str(model_files / "dict.txt"),
+                                source_lang_code=True, target_lang_code=True, src_lang="en", tgt_lang="es")
+    torch.manual_seed(0)
+    model = PaseroForConditionalGeneration(PaseroConfig(
+        vocab_size=len(tokenizer), embed_dim=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8,
+    )).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    translate = pipeline("translation", model=str(tmp_path), num_beams=1, max_new_tokens=4)
+    text = "Thank you so much, Chris."
+    result = translate(text, src_lang="de", tgt_lang="fr")
+
+    source = translate.tokenizer(text, return_tensors="pt")["input_ids"]
+    assert source[0, 0].item() == tokenizer.lang_code_id("de") and source[0, -1].item() == tokenizer.eos_token_id
+    prompt = torch.tensor([[tokenizer.eos_token_id, tokenizer.lang_code_id("fr")]])
+    output = model.generate(input_ids=source, decoder_input_ids=prompt, num_beams=1, max_new_tokens=4)
+    assert result == [{"translation_text": tokenizer.decode(output[0], skip_special_tokens=True)}]

@@ -28,14 +28,22 @@ def test_tokenize_pipe_matches_reference_and_keeps_empty_lines(bible_dir, models
 
 def test_tokenize_files_and_detokenize(tmp_path, edge_dir, models_dir, read_lines):
     output = tmp_path / "out.tok"
-    run("pasero-tokenize", str(models_dir / "ParaCrawl-fr-en" / "bpecodes"), "-i", str(edge_dir / "edge.txt"),
-        "-o", str(output), "--progress")
+    run(
+        "pasero-tokenize",
+        str(models_dir / "ParaCrawl-fr-en" / "bpecodes"),
+        "-i",
+        str(edge_dir / "edge.txt"),
+        "-o",
+        str(output),
+        "--progress",
+    )
     assert read_lines(output) == read_lines(edge_dir / "edge.ParaCrawl-fr-en.tok")
     detok = tmp_path / "out.detok"
     run("pasero-detokenize", "-i", str(output), "-o", str(detok))
     tokenized = read_lines(output)
-    for tokens, ours, original in zip(tokenized, read_lines(detok), read_lines(edge_dir / "edge.ParaCrawl-fr-en.detok"),
-                                      strict=True):
+    for tokens, ours, original in zip(
+        tokenized, read_lines(detok), read_lines(edge_dir / "edge.ParaCrawl-fr-en.detok"), strict=True
+    ):
         if tokens == "<lang:fr>":
             assert ours == ""  # like the original CLI, leading language/domain tags are dropped
         else:
@@ -44,8 +52,14 @@ def test_tokenize_files_and_detokenize(tmp_path, edge_dir, models_dir, read_line
 
 def test_tokenize_with_vocabulary(bible_dir, edge_dir, models_dir, read_lines):
     model = models_dir / "bible-en-es-8k"
-    result = run("pasero-tokenize", str(model / "bpecodes"), "--vocabulary", str(model / "dict.txt"),
-                 "-i", str(bible_dir / "test.en"))
+    result = run(
+        "pasero-tokenize",
+        str(model / "bpecodes"),
+        "--vocabulary",
+        str(model / "dict.txt"),
+        "-i",
+        str(bible_dir / "test.en"),
+    )
     assert result.stdout.split("\n")[:-1] == read_lines(edge_dir / "bible-en-es-8k.vocab.test.en.tok")
 
 
@@ -57,35 +71,58 @@ def test_detokenize_drops_leading_tags():
 def test_build_dict_from_tokenized_text():
     result = run("pasero-build-dict", "--dict-min-freq", "2", stdin="▁a ▁b ▁a\n\n▁a c\n")
     entries = [line.split() for line in result.stdout.splitlines()]
-    assert entries[:8] == [["<T>", "0"], ["<U>", "0"], ["<BT>", "0"], ["<PHL>", "0"], ["<mask>", "0"],
-                           ["▁", "4"], ["a", "3"], ["▁a", "3"]]
+    assert entries[:8] == [
+        ["<T>", "0"],
+        ["<U>", "0"],
+        ["<BT>", "0"],
+        ["<PHL>", "0"],
+        ["<mask>", "0"],
+        ["▁", "4"],
+        ["a", "3"],
+        ["▁a", "3"],
+    ]
     assert (len(entries) + 4) % 8 == 0
 
 
 def test_bad_bpecodes_gives_clear_error(tmp_path):
     (tmp_path / "bpecodes").write_text("# {broken\n", encoding="utf-8")
-    result = subprocess.run([str(BIN / "pasero-tokenize"), str(tmp_path / "bpecodes")], input="x\n",
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "pasero-tokenize"), str(tmp_path / "bpecodes")], input="x\n", capture_output=True, text=True
+    )
     assert result.returncode != 0 and "bpecodes, line 1" in result.stderr
 
 
 def test_interrupted_output_leaves_no_partial_file(tmp_path, models_dir):
     result = subprocess.run(
-        [str(BIN / "pasero-tokenize"), str(models_dir / "TED-de-en" / "bpecodes"), "-i", str(tmp_path / "missing"),
-         "-o", str(tmp_path / "out")], capture_output=True, text=True,
+        [
+            str(BIN / "pasero-tokenize"),
+            str(models_dir / "TED-de-en" / "bpecodes"),
+            "-i",
+            str(tmp_path / "missing"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "missing" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["pasero-tokenize", "pasero-detokenize", "pasero-build-dict",
-                                  "pasero-build-tokenizer"])
+@pytest.mark.parametrize(
+    "name", ["pasero-tokenize", "pasero-detokenize", "pasero-build-dict", "pasero-build-tokenizer"]
+)
 def test_light_clis_import_neither_torch_nor_transformers(name, models_dir):
     args = [str(models_dir / "TED-de-en" / "bpecodes")] if name == "pasero-tokenize" else []
     if name == "pasero-build-tokenizer":
         args = ["--help"]
-    result = subprocess.run([sys.executable, "-X", "importtime", str(BIN / name), *args], input="Hello\n",
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(BIN / name), *args],
+        input="Hello\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "pasero_hf" in imported
     assert not imported & {"torch", "transformers"}

@@ -11,7 +11,6 @@ from pasero_hf.tokenization import PaseroBPE, read_bpecodes, train_bpe
 from pasero_hf.tokenization.dictionary import Dictionary, read_dict_file
 
 
-
 def build_tokenizer(*args: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "pasero-build-tokenizer"
     return subprocess.run([str(script), *args], capture_output=True, text=True, check=True)
@@ -21,8 +20,15 @@ def build_tokenizer(*args: str) -> subprocess.CompletedProcess:
 def bible_8k(tmp_path_factory, bible_dir) -> Path:
     out = tmp_path_factory.mktemp("bible8k")
     build_tokenizer(
-        "-i", str(bible_dir / "train.en"), str(bible_dir / "train.es"),
-        "-o", str(out / "bpecodes"), "-d", str(out / "dict.txt"), "-s", "8000",
+        "-i",
+        str(bible_dir / "train.en"),
+        str(bible_dir / "train.es"),
+        "-o",
+        str(out / "bpecodes"),
+        "-d",
+        str(out / "dict.txt"),
+        "-s",
+        "8000",
     )
     return out
 
@@ -75,9 +81,20 @@ def test_lang_codes_and_per_language_dictionaries(tmp_path, bible_dir, read_line
         lines = read_lines(bible_dir / f"valid.{lang}")
         (tmp_path / f"train.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     build_tokenizer(
-        "-i", str(tmp_path / "train.en"), str(tmp_path / "train.es"), "-o", str(tmp_path / "bpecodes"),
-        "-d", str(tmp_path / "dict.txt"), "-s", "300", "--dict-min-freq", "2",
-        "--lang-codes", "--vocab-path", str(tmp_path / "dict.{lang}.txt"),
+        "-i",
+        str(tmp_path / "train.en"),
+        str(tmp_path / "train.es"),
+        "-o",
+        str(tmp_path / "bpecodes"),
+        "-d",
+        str(tmp_path / "dict.txt"),
+        "-s",
+        "300",
+        "--dict-min-freq",
+        "2",
+        "--lang-codes",
+        "--vocab-path",
+        str(tmp_path / "dict.{lang}.txt"),
     )
     joint = dict(read_dict_file(tmp_path / "dict.txt"))
     assert "<lang:en>" in joint and "<lang:es>" in joint
@@ -91,7 +108,13 @@ def test_lang_codes_and_per_language_dictionaries(tmp_path, bible_dir, read_line
 
 def test_no_inline_case_and_nfkc_options(tmp_path, bible_dir):
     build_tokenizer(
-        "-i", str(bible_dir / "valid.en"), "-o", str(tmp_path / "bpecodes"), "-s", "200", "--no-inline-case",
+        "-i",
+        str(bible_dir / "valid.en"),
+        "-o",
+        str(tmp_path / "bpecodes"),
+        "-s",
+        "200",
+        "--no-inline-case",
         "--nfkc",
     )
     options, merges = read_bpecodes(tmp_path / "bpecodes")
@@ -103,9 +126,15 @@ def test_no_inline_case_and_nfkc_options(tmp_path, bible_dir):
 
 def test_missing_training_file_is_reported(tmp_path):
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "pasero-build-tokenizer"), "-i", str(tmp_path / "nope.en"),
-         "-o", str(tmp_path / "bpecodes")],
-        capture_output=True, text=True,
+        [
+            str(Path(sys.executable).parent / "pasero-build-tokenizer"),
+            "-i",
+            str(tmp_path / "nope.en"),
+            "-o",
+            str(tmp_path / "bpecodes"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     assert "nope.en" in result.stderr

@@ -806,7 +806,8 @@ class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         """Standard seq2seq forward. `labels` (-100 = ignored) give a mean token cross-entropy `loss` (no label
-        smoothing: trainers apply it from the logits). `source_lang`, `target_lang` and `domain` select adapters."""
+        smoothing: trainers apply it from the logits), over `num_items_in_batch` tokens when `Trainer` passes it.
+        `source_lang`, `target_lang` and `domain` select adapters."""
         if labels is not None:
             use_cache = False  # teacher forcing never reuses the cache: don't build one
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -834,8 +835,19 @@ class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), ignore_index=-100
+                logits.float().reshape(-1, logits.shape[-1]),
+                labels.to(logits.device).reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             )
+            # `Trainer` passes the token count of the whole accumulated batch, so that gradient accumulation and
+            # data parallelism average over tokens rather than over micro-batches
+            num_items_in_batch = kwargs.get("num_items_in_batch")
+            if num_items_in_batch is None:
+                num_items_in_batch = (labels != -100).sum()
+            if torch.is_tensor(num_items_in_batch):
+                num_items_in_batch = num_items_in_batch.to(loss.device)
+            loss = loss / num_items_in_batch
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

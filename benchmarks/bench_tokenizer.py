@@ -1,0 +1,189 @@
+"""Tokenizer speed: encoding the bundled Bible train text (en + es) and training 8000 merges.
+
+Compared in the same process: our Pasero BPE, SentencePiece BPE and `tokenizers` BPE (both trained here on the
+same text with an 8000-piece vocabulary), and the original Pasero tokenizer when `--pasero-src` points at an
+extracted naver/pasero tree (imported at run time, never vendored). Output identity with the original is checked.
+
+    python benchmarks/bench_tokenizer.py [--pasero-src /tmp/pasero-orig] [--repeats 5] [--no-update]
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info, markdown_table, peak_rss_mb, summarize, time_repeats, update_results  # noqa: E402
+
+from pasero_hf.data.sample_data import bible_en_es_dir  # noqa: E402
+from pasero_hf.tokenization import PaseroBPE, load_vocabulary, train_bpe  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BPE_MODEL = REPO / "tests" / "fixtures" / "pasero-models" / "bible-en-es-8k"
+
+
+def read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as text_file:
+        return text_file.read().splitlines()
+
+
+def load_original(pasero_src: str):
+    """The original tokenizer class, imported from an extracted naver/pasero tree (its tokenizer needs no torch)."""
+    sys.path.insert(0, pasero_src)
+    from pasero.tokenizers.pasero_tokenizer import PaseroTokenizer as OriginalTokenizer
+
+    return OriginalTokenizer
+
+
+def train_sentencepiece(paths: list[Path], workdir: Path):
+    import sentencepiece
+
+    sentencepiece.SentencePieceTrainer.train(
+        input=",".join(map(str, paths)),
+        model_prefix=str(workdir / "spm"),
+        vocab_size=8000,
+        model_type="bpe",
+        minloglevel=2,
+        num_threads=1,
+    )
+    return sentencepiece.SentencePieceProcessor(model_file=str(workdir / "spm.model"))
+
+
+def train_hf_bpe(paths: list[Path]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train([str(path) for path in paths], trainers.BpeTrainer(vocab_size=8000, show_progress=False))
+    return tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pasero-src", help="extracted naver/pasero tree, to compare with the original tokenizer")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--no-update", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
+    args = parser.parse_args()
+
+    data = bible_en_es_dir()
+    paths = [data / "train.en", data / "train.es"]
+    lines = read_lines(paths[0]) + read_lines(paths[1])
+    n = len(lines)
+    rows = []
+
+    def encode_row(name: str, fn, repeats: int = args.repeats, note: str = "") -> float:
+        stats = summarize(time_repeats(fn, repeats=repeats, warmup=1))
+        rows.append(
+            [
+                f"encode: {name}",
+                n / stats["median"],
+                n / stats["max"],
+                n / stats["min"],
+                stats["median"],
+                peak_rss_mb(),
+                note,
+            ]
+        )
+        print(f"{name}: {n / stats['median']:,.0f} lines/s", file=sys.stderr)
+        return stats["median"]
+
+    ours = PaseroBPE.from_file(BPE_MODEL / "bpecodes")
+    ours_time = encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
+    with_vocab = PaseroBPE.from_file(BPE_MODEL / "bpecodes", vocabulary=load_vocabulary(BPE_MODEL / "dict.txt"))
+    encode_row("pasero-hf PaseroBPE + dict as vocabulary", lambda: [with_vocab.tokenize(line) for line in lines])
+
+    from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
+
+    hf_tokenizer = PaseroTokenizer(bpe_file=str(BPE_MODEL / "bpecodes"), dict_file=str(BPE_MODEL / "dict.txt"))
+    encode_row(
+        "pasero-hf PaseroTokenizer(batch) -> ids",
+        lambda: hf_tokenizer(lines)["input_ids"],
+        repeats=3,
+        note="transformers PythonBackend overhead",
+    )
+
+    original_time = None
+    if args.pasero_src:
+        original = load_original(args.pasero_src)(str(BPE_MODEL / "bpecodes"))
+        mismatches = sum(ours.tokenize(line) != original.tokenize(line) for line in lines)
+        original_time = encode_row(
+            "original Pasero",
+            lambda: [original.tokenize(line) for line in lines],
+            note=f"{mismatches} lines differ from ours",
+        )
+
+    with tempfile.TemporaryDirectory() as workdir:
+        spm = train_sentencepiece(paths, Path(workdir))
+        encode_row("SentencePiece BPE (batch)", lambda: spm.encode(lines, out_type=str), note="8000 pieces")
+        hf_bpe = train_hf_bpe(paths)
+        encode_row("tokenizers BPE (encode_batch)", lambda: hf_bpe.encode_batch(lines), note="8000 pieces")
+
+        train_stats = summarize(time_repeats(lambda: train_bpe([str(p) for p in paths], 8000), args.train_repeats, 0))
+        rows.append(
+            [
+                "train 8000 merges: pasero-hf",
+                "",
+                "",
+                "",
+                train_stats["median"],
+                peak_rss_mb(),
+                f"min {train_stats['min']:.2f} s, max {train_stats['max']:.2f} s",
+            ]
+        )
+        original_train = None
+        if args.pasero_src:
+            trainer = load_original(args.pasero_src)
+            output = str(Path(workdir) / "original.bpecodes")
+            original_train = summarize(
+                time_repeats(
+                    lambda: trainer.train([str(p) for p in paths], output=output, num_symbols=8000, threads=2), 1, 0
+                )
+            )
+            identical = Path(output).read_text(encoding="utf-8").splitlines()[1:] == [
+                f"{a} {b}" for a, b in train_bpe([str(p) for p in paths], 8000).bpe.merges
+            ]
+            rows.append(
+                [
+                    "train 8000 merges: original Pasero (2 processes)",
+                    "",
+                    "",
+                    "",
+                    original_train["median"],
+                    peak_rss_mb(),
+                    f"identical merges: {identical}",
+                ]
+            )
+
+    headers = [
+        "task",
+        "lines/s (median)",
+        "lines/s (worst)",
+        "lines/s (best)",
+        "seconds (median)",
+        "peak RSS so far (MiB)",
+        "note",
+    ]
+    table = markdown_table(headers, rows)
+    notes = [
+        f"{n:,} lines (Bible train en+es), {args.repeats} timed runs after 1 warm-up (word caches warm).",
+        "The CPU is shared with other jobs: ratios are noisy; each row ran in the same process.",
+    ]
+    if original_time:
+        notes.append(f"Encoding speed-up over the original: {original_time / ours_time:.1f}x.")
+    if args.pasero_src and original_train:
+        notes.append(f"Training speed-up over the original: {original_train['median'] / train_stats['median']:.1f}x.")
+    markdown = table + "\n\n" + "\n".join(f"- {note}" for note in notes)
+    print(markdown)
+    print(machine_info())
+    if not args.no_update:
+        command = "python benchmarks/bench_tokenizer.py" + (
+            f" --pasero-src {args.pasero_src}" if args.pasero_src else ""
+        )
+        update_results("Tokenizer", markdown, command=command)
+
+
+if __name__ == "__main__":
+    main()
