@@ -59,7 +59,8 @@ def _batch_key(corpus: Corpus, batch_by: list[str]) -> tuple:
 class TrainStream(torch.utils.data.IterableDataset):
     """Endless iterable of ready training batches for one data-parallel rank (see the module docstring).
 
-    Iterate it directly or through ``DataLoader(stream, batch_size=None, num_workers=0)``: each item is a dict with
+    Iterate it directly or through ``DataLoader(stream, batch_size=None)`` (any num_workers: workers split the
+    batches and the loader keeps the stream's order): each item is a dict with
     ``input_ids``, ``attention_mask``, ``labels``, ``decoder_input_ids`` (LongTensors) and ``source_lang``,
     ``target_lang``, ``domain`` (strings; None where a batch mixes values, i.e. not covered by `batch_by`).
     A new iterator continues from the current position.

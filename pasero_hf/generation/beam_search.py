@@ -380,10 +380,11 @@ def sample(
     """Greedy search (`greedy=True`) or random sampling, one hypothesis per sentence, as Pasero's `sampling`.
 
     Sampling draws from the temperature-scaled distribution, restricted to the `top_k` most probable tokens or to the
-    `top_p` nucleus (not both). `repeat_penalty` divides positive logits (multiplies negative ones) of every token
-    already in the decoder input, the start token and prefix included, as Pasero does. A sentence stops at EOS or
-    after `max_output_len` tokens. `pos_scores` are the log-probabilities under the model (after the repeat penalty,
-    before temperature, top-k and top-p).
+    `top_p` nucleus (not both); Pasero 1.1 applies the temperature only to ensembles, this applies it always.
+    `repeat_penalty` divides positive logits (multiplies negative ones) of every token already in the decoder input,
+    the start token and prefix included, as Pasero does. A sentence stops at EOS or after `max_output_len` tokens.
+    `pos_scores` are the log-probabilities under the model (after the repeat penalty, before temperature, top-k and
+    top-p).
     """
     if top_k and top_p < 1.0:
         raise ValueError("top_k and top_p cannot be combined: set top_k=0 or top_p=1.0")
@@ -456,7 +457,8 @@ def sample(
                 break
             if _worth_compacting(alive):
                 keep = alive.nonzero().squeeze(1)
-                tokens, pos_scores, sentence_ids, alive = tokens[keep], pos_scores[keep], sentence_ids[keep], alive[keep]
+                tokens, pos_scores = tokens[keep], pos_scores[keep]
+                sentence_ids, alive = sentence_ids[keep], alive[keep]
                 if attention is not None:
                     attention = attention[keep]
                 state.select_rows(keep)

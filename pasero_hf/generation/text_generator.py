@@ -44,13 +44,13 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.decoding_options import (
-    DecodingOptions,
     HF_ALIASES,
+    DecodingOptions,
     decoding_defaults,
     read_generation_config,
     read_inference_yaml,
 )
-from pasero_hf.generation.inference_corpus import InferenceCorpus, read_lines
+from pasero_hf.generation.inference_corpus import InferenceCorpus, get_inference_corpus, read_lines
 from pasero_hf.generation.output_format import completed_outputs, detok_of_entry, format_hypothesis
 from pasero_hf.metrics import corpus_scores
 
@@ -472,6 +472,8 @@ class TextGenerator:
     # ----------------------------------------------------------------------------------------------------------------
     # Whole files
 
+    get_inference_corpus = staticmethod(get_inference_corpus)
+
     def decode_corpus(
         self,
         corpus: InferenceCorpus,
@@ -483,7 +485,6 @@ class TextGenerator:
         teacher_forcing: bool = False,
         return_layers: Sequence[str] = (),
         progress: bool | None = None,
-        input_stream=None,
         output_stream: TextIO | None = None,
         **options: Any,
     ) -> list[list[Hypothesis]]:
@@ -493,7 +494,8 @@ class TextGenerator:
         order (`buffer_size=1` decodes line by line, for interactive use). With a reference, line pairs with an empty
         side are skipped (as in training) and `self.metrics` gets `bleu` and `chrf`. The output file is written to
         `<output>.partial` then renamed when complete; `continue_=True` keeps the complete outputs of an interrupted
-        run and decodes only the remaining lines. `verbose` writes Pasero's S-/A-/I-/H-/D-/P- lines.
+        run and decodes only the remaining lines. `verbose` writes Pasero's S-/A-/I-/H-/D-/P- lines. Outputs go to
+        `corpus.output_path`, else to `output_stream` or standard output (`output_path=False`: nowhere).
 
         Returns the n-best lists of the lines decoded by this call.
         """

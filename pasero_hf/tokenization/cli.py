@@ -31,7 +31,11 @@ def _open_streams(input_path: str | None, output_path: str | None) -> Iterator[t
     renamed at the end, so an interrupted run leaves no half-written file."""
     if input_path and not os.path.isfile(input_path):
         raise SystemExit(f"error: input file not found: {input_path}")
-    infile = open(input_path, encoding="utf-8", errors="surrogateescape", newline="\n") if input_path else sys.stdin
+    # Undecodable bytes pass through unchanged rather than stopping a long stream.
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")
+    infile = open(input_path, encoding="utf-8", errors="surrogateescape") if input_path else sys.stdin
     tmp_path = f"{output_path}.tmp{os.getpid()}" if output_path else None
     outfile = open(tmp_path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") if tmp_path else sys.stdout
     try:

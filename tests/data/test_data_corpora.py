@@ -138,3 +138,19 @@ def test_valid_sets_truncate_and_keep_text(tmp_path, lines_writer, bible_tokeniz
     assert long_ids[:-1] == bible_tokenizer(long)["input_ids"][:7]
     assert len(long_labels) == 6 and long_labels[-1] == bible_tokenizer.eos_token_id
     assert rows[0][0] == bible_tokenizer("short one")["input_ids"]
+
+
+def test_one_valid_set_per_pair_covering_every_line_once(iso_config, iso_tokenizer, iso_dir):
+    config = iso_config(valid_corpora=[{"paths": ["{pair}/train"]}], valid_lang_pairs=["en-de", "ko-en"],
+                        max_lines=300)
+    valid_sets = build_valid_datasets(config, iso_tokenizer, decoder_start_token_id=2)
+    assert list(valid_sets) == ["en-de/train.en-de", "en-ko/train.ko-en"]
+    korean = (iso_dir / "en-ko" / "train.ko").read_text(encoding="utf-8").splitlines()
+    assert valid_sets["en-ko/train.ko-en"].sources == [line.strip() for line in korean[:300]]
+    for valid in valid_sets.values():
+        indices = sorted(i for batch in valid.batch_indices for i in batch)
+        assert indices == list(range(300))
+        assert {batch["target_lang"] for batch in valid.batches} == {valid.corpus.target_lang}
+        halves = [valid.shard(rank, 2) for rank in (0, 1)]
+        assert sum(len(h.batches) for h in halves) == len(valid.batches)
+        assert sorted(i for h in halves for batch in h.batch_indices for i in batch) == list(range(300))

@@ -275,6 +275,7 @@ def test_sampling_is_reproducible_with_a_seeded_generator(fixture_fsmt, fsmt_sou
     # a single candidate leaves nothing to chance
     assert draw(4, top_k=1) == greedy
     assert draw(5, top_p=1e-6) == greedy
+    assert draw(6, temperature=1e-4) == greedy  # a near-zero temperature leaves only the most probable token
 
 
 def test_top_k_samples_only_among_the_k_most_probable_tokens(fixture_fsmt, fsmt_sources):

@@ -70,7 +70,7 @@ def test_ambiguous_or_contradictory_corpus_options_are_errors():
 
 def test_invalid_utf8_is_reported_with_file_and_line(tmp_path):
     path = tmp_path / "input.en"
-    path.write_bytes("good line\nsecond ok\n".encode() + b"bad \xff byte\nlast\n")
+    path.write_bytes(b"good line\nsecond ok\n" + b"bad \xff byte\nlast\n")
     lines = read_lines(str(path))
     assert next(lines) == "good line" and next(lines) == "second ok"
     with pytest.raises(ValueError, match=r"input.en, line 3: invalid UTF-8"):

@@ -126,3 +126,14 @@ def test_light_clis_import_neither_torch_nor_transformers(name, models_dir):
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "pasero_hf" in imported
     assert not imported & {"torch", "transformers"}
+
+
+def test_undecodable_bytes_pass_through(models_dir):
+    result = subprocess.run(
+        [str(BIN / "pasero-tokenize"), str(models_dir / "TED-de-en" / "bpecodes")],
+        input=b"caf\xe9 Bar\n\nok\n",
+        capture_output=True,
+        check=True,
+    )
+    lines = result.stdout.split(b"\n")[:-1]
+    assert len(lines) == 3 and lines[1] == b"" and b"\xe9" in lines[0] and b"<T>" in lines[0]

@@ -33,8 +33,8 @@ def main() -> None:
     with torch.no_grad():
         generated = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                                    max_new_tokens=8, num_beams=1, do_sample=False)
+    logits = logits.full_tensor() if hasattr(logits, "full_tensor") else logits  # a collective: every rank
     if dist.get_rank() == 0:
-        logits = logits.full_tensor() if hasattr(logits, "full_tensor") else logits
         torch.save({"logits": logits.detach(), "grads": grads, "generated": generated, "sharded": sharded}, out_path)
     dist.barrier()
     dist.destroy_process_group()
