@@ -97,8 +97,7 @@ class PaseroTokenizer(PreTrainedTokenizer):
         self.vocabulary_threshold = vocabulary_threshold
         self._src_lang = src_lang
         self._tgt_lang = tgt_lang
-        self.prefix_tokens: list[int] = []
-        self.suffix_tokens: list[int] = []
+        self._target_mode = False
 
         if extra_special_tokens is None:
             # language codes must never be split by the subword model
@@ -126,7 +125,6 @@ class PaseroTokenizer(PreTrainedTokenizer):
             special_tokens_pattern="prefix_suffix",
             **kwargs,
         )
-        self._switch_to_input_mode()
 
     def _builtin_dictionary(self) -> Dictionary:
         if isinstance(self.subword_model, SentencePieceBackend):
@@ -224,8 +222,8 @@ class PaseroTokenizer(PreTrainedTokenizer):
 
     @src_lang.setter
     def src_lang(self, lang: str | None) -> None:
+        self._check_lang(lang)
         self._src_lang = lang
-        self._switch_to_input_mode()
 
     @property
     def tgt_lang(self) -> str | None:
@@ -233,8 +231,12 @@ class PaseroTokenizer(PreTrainedTokenizer):
 
     @tgt_lang.setter
     def tgt_lang(self, lang: str | None) -> None:
+        self._check_lang(lang)
         self._tgt_lang = lang
-        self._switch_to_input_mode()
+
+    def _check_lang(self, lang: str | None) -> None:
+        if lang is not None and (self.lang_code or self.source_lang_code or self.target_lang_code):
+            self.lang_code_id(lang)
 
     def lang_code_id(self, lang: str) -> int:
         """Id of `<lang:xx>`; a clear error when the dictionary lacks it."""
@@ -243,32 +245,36 @@ class PaseroTokenizer(PreTrainedTokenizer):
             raise KeyError(f"language code {token} is not in the dictionary ({self.dict_file})")
         return self.dictionary.index(token)
 
-    def _require_lang(self, lang: str | None, name: str, option: str) -> str:
+    def _lang_id(self, lang: str | None, name: str, option: str) -> int:
         if not lang:
             raise ValueError(f"{option}=True needs `{name}` (e.g. tokenizer.{name} = 'en')")
-        return lang
+        return self.lang_code_id(lang)
 
-    def _switch_to_input_mode(self) -> None:
-        """Source layout: [<lang:tgt>] [<lang:src>] tokens </s>."""
+    @property
+    def prefix_tokens(self) -> list[int]:
+        """Source layout: [<lang:tgt>] [<lang:src>] tokens </s>; target layout (labels): [<lang:tgt>] tokens </s>."""
+        if self._target_mode:
+            return [self._lang_id(self._tgt_lang, "tgt_lang", "target_lang_code")] if self.target_lang_code else []
         prefix = []
         if self.lang_code:
-            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "lang_code")))
+            prefix.append(self._lang_id(self._tgt_lang, "tgt_lang", "lang_code"))
         if self.source_lang_code:
-            prefix.append(self.lang_code_id(self._require_lang(self._src_lang, "src_lang", "source_lang_code")))
-        self.prefix_tokens = prefix
-        self.suffix_tokens = [self.eos_token_id]
+            prefix.append(self._lang_id(self._src_lang, "src_lang", "source_lang_code"))
+        return prefix
+
+    @property
+    def suffix_tokens(self) -> list[int]:
+        return [self.eos_token_id]
+
+    def _switch_to_input_mode(self) -> None:
+        self._target_mode = False
 
     def _switch_to_target_mode(self) -> None:
-        """Target (labels) layout: [<lang:tgt>] tokens </s>."""
-        prefix = []
-        if self.target_lang_code:
-            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "target_lang_code")))
-        self.prefix_tokens = prefix
-        self.suffix_tokens = [self.eos_token_id]
+        self._target_mode = True
 
     def decoder_prefix_ids(self) -> list[int]:
         """What the decoder is fed before generating: `</s>`, then `<lang:tgt>` with `target_lang_code`."""
         prefix = [self.eos_token_id]
         if self.target_lang_code:
-            prefix.append(self.lang_code_id(self._require_lang(self._tgt_lang, "tgt_lang", "target_lang_code")))
+            prefix.append(self._lang_id(self._tgt_lang, "tgt_lang", "target_lang_code"))
         return prefix

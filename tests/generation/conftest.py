@@ -35,10 +35,16 @@ def train_bpe(bible_dir: Path, vocab_size: int = 600):
 
 
 @pytest.fixture(scope="session")
-def nllb_dir(tmp_path_factory, bible_dir) -> Path:
+def bible_bpe(bible_dir):
+    """(vocabulary, merges) of the test BPE."""
+    return train_bpe(bible_dir)
+
+
+@pytest.fixture(scope="session")
+def nllb_dir(tmp_path_factory, bible_bpe) -> Path:
     from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
 
-    vocab, merges = train_bpe(bible_dir)
+    vocab, merges = bible_bpe
     tokenizer = NllbTokenizer(
         vocab=vocab, merges=merges, extra_special_tokens=LANG_CODES, src_lang="eng_Latn", tgt_lang="spa_Latn"
     )

@@ -99,6 +99,7 @@ def test_clear_errors(nllb_dir, tmp_path, capsys, monkeypatch):
     assert code == 1 and "--teacher-forcing needs references" in err
 
 
+@pytest.mark.slow  # three model start-ups in subprocesses: ~15 s alone, ~35 s on a busy machine
 def test_kill_and_continue_gives_the_uninterrupted_output(nllb_dir, bible_dir, tmp_path):
     lines = (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()[:150]
     source = tmp_path / "long.eng_Latn"

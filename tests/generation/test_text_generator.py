@@ -210,13 +210,11 @@ def test_from_pretrained_errors(tmp_path, fixtures_dir):
         TextGenerator.from_pretrained(tmp_path)
 
 
-def test_decoder_only_models_continue_prompts(bible_dir, tmp_path):
+def test_decoder_only_models_continue_prompts(bible_bpe, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from tests.generation.conftest import train_bpe
-
-    vocab, merges = train_bpe(bible_dir, vocab_size=300)
+    vocab, merges = bible_bpe
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")

@@ -84,8 +84,13 @@ def test_language_codes_like_pasero(models_dir):
 
 def test_lang_code_option_needs_a_language(models_dir):
     model = models_dir / "TED-top20"
+    tokenizer = PaseroTokenizer(
+        bpe_file=str(model / "bpecodes"), dict_file=str(model / "dict.txt"), source_lang_code=True
+    )
     with pytest.raises(ValueError, match="src_lang"):
-        PaseroTokenizer(bpe_file=str(model / "bpecodes"), dict_file=str(model / "dict.txt"), source_lang_code=True)
+        tokenizer("Hello")
+    tokenizer.src_lang = "de"
+    assert tokenizer.convert_ids_to_tokens(tokenizer("Hello")["input_ids"])[0] == "<lang:de>"
 
 
 def test_save_and_reload(bible_tokenizer, tmp_path):
