@@ -8,6 +8,7 @@ extracted naver/pasero tree (imported at run time, never vendored). Output ident
 """
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -60,11 +61,25 @@ def train_hf_bpe(paths: list[Path]):
     return tokenizer
 
 
+def train_row(name: str, times: list[float], note: str) -> list:
+    stats = summarize(times)
+    note = f"{note}; " if note else ""
+    return [
+        f"train 8000 merges: {name}",
+        "",
+        "",
+        "",
+        stats["median"],
+        peak_rss_mb(),
+        f"{note}min {stats['min']:.2f} s, max {stats['max']:.2f} s",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pasero-src", help="extracted naver/pasero tree, to compare with the original tokenizer")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--train-repeats", type=int, default=3, help="paired with the original's when compared")
     parser.add_argument("--no-update", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
     args = parser.parse_args()
 
@@ -91,7 +106,7 @@ def main() -> None:
         return stats["median"]
 
     ours = PaseroBPE.from_file(BPE_MODEL / "bpecodes")
-    ours_time = encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
+    encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
     with_vocab = PaseroBPE.from_file(BPE_MODEL / "bpecodes", vocabulary=load_vocabulary(BPE_MODEL / "dict.txt"))
     encode_row("pasero-hf PaseroBPE + dict as vocabulary", lambda: [with_vocab.tokenize(line) for line in lines])
 
@@ -105,15 +120,20 @@ def main() -> None:
         note="transformers PythonBackend overhead",
     )
 
-    original_time = None
+    encode_ratios = []
     if args.pasero_src:
         original = load_original(args.pasero_src)(str(BPE_MODEL / "bpecodes"))
         mismatches = sum(ours.tokenize(line) != original.tokenize(line) for line in lines)
-        original_time = encode_row(
+        encode_row(
             "original Pasero",
             lambda: [original.tokenize(line) for line in lines],
             note=f"{mismatches} lines differ from ours",
         )
+        # Load changes from second to second here: pair each of our runs with an original run right after it.
+        for _ in range(args.repeats):
+            ours_seconds = time_repeats(lambda: [ours.tokenize(line) for line in lines], 1, 0)[0]
+            original_seconds = time_repeats(lambda: [original.tokenize(line) for line in lines], 1, 0)[0]
+            encode_ratios.append(original_seconds / ours_seconds)
 
     with tempfile.TemporaryDirectory() as workdir:
         spm = train_sentencepiece(paths, Path(workdir))
@@ -121,41 +141,26 @@ def main() -> None:
         hf_bpe = train_hf_bpe(paths)
         encode_row("tokenizers BPE (encode_batch)", lambda: hf_bpe.encode_batch(lines), note="8000 pieces")
 
-        train_stats = summarize(time_repeats(lambda: train_bpe([str(p) for p in paths], 8000), args.train_repeats, 0))
-        rows.append(
-            [
-                "train 8000 merges: pasero-hf",
-                "",
-                "",
-                "",
-                train_stats["median"],
-                peak_rss_mb(),
-                f"min {train_stats['min']:.2f} s, max {train_stats['max']:.2f} s",
-            ]
-        )
-        original_train = None
-        if args.pasero_src:
-            trainer = load_original(args.pasero_src)
-            output = str(Path(workdir) / "original.bpecodes")
-            original_train = summarize(
-                time_repeats(
-                    lambda: trainer.train([str(p) for p in paths], output=output, num_symbols=8000, threads=2), 1, 0
+        ours_train, original_train, train_ratios = [], [], []
+        original_output = Path(workdir) / "original.bpecodes"
+        trainer = load_original(args.pasero_src) if args.pasero_src else None
+        for _ in range(args.train_repeats):
+            ours_train += time_repeats(lambda: train_bpe([str(p) for p in paths], 8000), 1, 0)
+            if trainer is not None:
+                original_train += time_repeats(
+                    lambda: trainer.train(
+                        [str(p) for p in paths], output=str(original_output), num_symbols=8000, threads=2
+                    ),
+                    1,
+                    0,
                 )
-            )
-            identical = Path(output).read_text(encoding="utf-8").splitlines()[1:] == [
+                train_ratios.append(original_train[-1] / ours_train[-1])
+        rows.append(train_row("pasero-hf", ours_train, ""))
+        if args.pasero_src:
+            identical = original_output.read_text(encoding="utf-8").splitlines()[1:] == [
                 f"{a} {b}" for a, b in train_bpe([str(p) for p in paths], 8000).bpe.merges
             ]
-            rows.append(
-                [
-                    "train 8000 merges: original Pasero (2 processes)",
-                    "",
-                    "",
-                    "",
-                    original_train["median"],
-                    peak_rss_mb(),
-                    f"identical merges: {identical}",
-                ]
-            )
+            rows.append(train_row("original Pasero (2 processes)", original_train, f"identical merges: {identical}"))
 
     headers = [
         "task",
@@ -171,10 +176,12 @@ def main() -> None:
         f"{n:,} lines (Bible train en+es), {args.repeats} timed runs after 1 warm-up (word caches warm).",
         "The CPU is shared with other jobs: ratios are noisy; each row ran in the same process.",
     ]
-    if original_time:
-        notes.append(f"Encoding speed-up over the original: {original_time / ours_time:.1f}x.")
-    if args.pasero_src and original_train:
-        notes.append(f"Training speed-up over the original: {original_train['median'] / train_stats['median']:.1f}x.")
+    for task, ratios in (("Encoding", encode_ratios), ("Training", train_ratios)):
+        if ratios:
+            notes.append(
+                f"{task} speed-up over the original, paired runs: median {statistics.median(ratios):.1f}x "
+                f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {len(ratios)} pairs)."
+            )
     markdown = table + "\n\n" + "\n".join(f"- {note}" for note in notes)
     print(markdown)
     print(machine_info())

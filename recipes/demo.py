@@ -44,20 +44,22 @@ def train(max_time: float, threads: int) -> None:
 def evaluate(data_dir: Path, threads: int) -> None:
     import torch
 
+    from pasero_hf.generation.inference_corpus import get_inference_corpus
     from pasero_hf.generation.text_generator import TextGenerator
-    from pasero_hf.metrics import corpus_scores
 
     torch.set_num_threads(threads)
     model_path = MODEL_DIR / "model_best"
+    output = MODEL_DIR / "test.beam5.es"
+    generator = TextGenerator.from_pretrained(model_path)
+    corpus = get_inference_corpus(str(data_dir / "test.en"), ref_path=str(data_dir / "test.es"),
+                                  output_path=str(output), source_lang="en", target_lang="es")
+    start = time.perf_counter()
+    generator.decode_corpus(corpus, beam_size=5, bleu_tok="13a", progress=True)
+    elapsed = time.perf_counter() - start
     sources = (data_dir / "test.en").read_text(encoding="utf-8").splitlines()
     references = (data_dir / "test.es").read_text(encoding="utf-8").splitlines()
-    generator = TextGenerator.from_pretrained(model_path)
-    start = time.perf_counter()
-    hypotheses = [nbest[0]["detok"] for nbest in generator.decode(*sources, beam_size=5)]
-    elapsed = time.perf_counter() - start
-    output = MODEL_DIR / "test.beam5.es"
-    output.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
-    scores = corpus_scores(hypotheses, references)
+    hypotheses = output.read_text(encoding="utf-8").splitlines()
+    scores = generator.metrics
     print(f"\ntest set ({len(sources)} lines, beam 5, {elapsed:.0f} s): BLEU {scores['bleu']:.2f}, "
           f"chrF {scores['chrf']:.2f}  (outputs: {output})")
     for source, reference, hypothesis in list(zip(sources, references, hypotheses))[:5]:

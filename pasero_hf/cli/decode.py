@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     langs.add_argument("--domain", help="domain of the inputs (selects domain adapters)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--buffer-size", type=int, default=100,
-                          help="lines read at once, then sorted by length and batched (1: interactive, line by line)")
+                          help="lines read at once, then sorted by length and batched (1: interactive, line by line; "
+                          "on standard input, a line '!beam_size=1' then changes a decoding option)")
     batching.add_argument("--batch-size", type=int, help="maximum tokens per batch, padding included (default 4096)")
     batching.add_argument("--lines-per-batch", type=int, help="maximum lines per batch")
     batching.add_argument("--max-source-len", type=int, help="truncate longer sources (default: the model's maximum)")

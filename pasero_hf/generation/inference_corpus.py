@@ -2,17 +2,22 @@
 
 `get_inference_corpora` turns the `pasero-decode` file and language options into one `InferenceCorpus` per corpus:
 it fills the `{src}`, `{tgt}` and `{pair}` placeholders of file names and infers languages from file extensions.
-`read_lines` reads a text file line by line and reports invalid UTF-8 with the file name and line number.
+`read_lines` reads a text file line by line and reports invalid UTF-8 with the file name and line number;
+`read_pairs` reads a corpus' (source, reference) pairs; `resume_outputs` finds what an interrupted run completed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+from pasero_hf.generation.output_format import completed_outputs
 
 # Extensions that name a language: "en", "fra", "eng_Latn", "zh-Hant"...
 _LANG_LIKE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?")
@@ -223,3 +228,46 @@ def _decode_lines(file: BinaryIO, name: str) -> Iterator[str]:
         except UnicodeDecodeError as error:
             raise ValueError(f"{name}, line {line_number}: invalid UTF-8 ({error.reason} at byte {error.start})") from None
         yield line.rstrip("\r\n")
+
+
+def read_pairs(corpus: InferenceCorpus) -> Iterator[tuple[str, str | None]]:
+    """(source, reference) line pairs of a corpus (reference None without one).
+
+    With a reference, pairs with an empty side are skipped (as in training), and files of different lengths are an
+    error naming them.
+    """
+    if corpus.source_path is not None and not Path(corpus.source_path).is_file():
+        raise FileNotFoundError(f"input file not found: {corpus.source_path}")
+    if corpus.ref_path is None:
+        return ((line, None) for line in read_lines(corpus.source_path))
+    if not Path(corpus.ref_path).is_file():
+        raise FileNotFoundError(f"reference file not found: {corpus.ref_path}")
+    return _nonempty_pairs(corpus)
+
+
+def _nonempty_pairs(corpus: InferenceCorpus) -> Iterator[tuple[str, str]]:
+    line_number = 0
+    for source, ref in itertools.zip_longest(read_lines(corpus.source_path), read_lines(corpus.ref_path)):
+        line_number += 1
+        if source is None or ref is None:
+            shorter = corpus.source_path if source is None else corpus.ref_path
+            raise ValueError(
+                f"{corpus.source_path} and {corpus.ref_path} have different numbers of lines: {shorter} ends after "
+                f"line {line_number - 1}"
+            )
+        if source.strip() and ref.strip():
+            yield source, ref
+
+
+def partial_output_path(output_path: str) -> str:
+    """Where outputs are written until the corpus is complete (then renamed to `output_path`)."""
+    return f"{output_path}.partial"
+
+
+def resume_outputs(output_path: str, verbose: bool) -> list[str]:
+    """The complete output entries of an earlier run: from `<output>.partial` (interrupted) or `<output>` (finished)."""
+    for path in (partial_output_path(output_path), output_path):
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace", newline="") as file:
+                return completed_outputs(file, verbose)
+    return []

@@ -1,7 +1,7 @@
 """`TextGenerator`: Pasero's decoding API on top of a Hugging Face model and tokenizer.
 
 ```python
-from pasero_hf.generation import TextGenerator
+from pasero_hf.generation.text_generator import TextGenerator
 
 generator = TextGenerator.from_pretrained("models/bible-en-es", beam_size=5)
 nbest = generator.decode("In the beginning.", source_lang="en", target_lang="es", return_scores=True)
@@ -26,12 +26,13 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -50,8 +51,21 @@ from pasero_hf.generation.decoding_options import (
     read_generation_config,
     read_inference_yaml,
 )
-from pasero_hf.generation.inference_corpus import InferenceCorpus, get_inference_corpus, read_lines
-from pasero_hf.generation.output_format import completed_outputs, detok_of_entry, format_hypothesis
+from pasero_hf.generation.inference_corpus import (
+    InferenceCorpus,
+    get_inference_corpus,
+    partial_output_path,
+    read_pairs,
+    resume_outputs,
+)
+from pasero_hf.generation.layer_outputs import (
+    LayerRequest,
+    decoder_layer,
+    empty_layer,
+    encoder_layer,
+    parse_layer_names,
+)
+from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import corpus_scores
 
 logger = logging.getLogger(__name__)
@@ -67,7 +81,8 @@ class _DropMaxLengthNotice(logging.Filter):
 logging.getLogger("transformers.generation.utils").addFilter(_DropMaxLengthNotice())
 
 Hypothesis = dict[str, Any]
-_LAYER_NAME = re.compile(r"(enc|dec)_(\d+)(_self_attn|_cross_attn)?")
+# In interactive decoding (standard input, line by line), "!beam_size=1" changes a decoding option.
+_OPTION_COMMAND = re.compile(r"!\s*(?P<name>\w+)\s*=\s*(?P<value>\S+)\s*")
 # Rows x positions x vocabulary floats computed at once by the teacher-forced pass (bounds its memory to ~512 MiB).
 _FORCED_PASS_FLOATS = 2**27
 
@@ -256,7 +271,7 @@ class TextGenerator:
         model_kwargs: dict[str, Any],
         decoding: DecodingOptions,
         return_scores: bool,
-        layers: list[tuple[str, str, int, str]],
+        layers: list[LayerRequest],
     ) -> list[list[Hypothesis]]:
         if not self.is_encoder_decoder:
             if targets is not None or layers:
@@ -278,7 +293,7 @@ class TextGenerator:
 
         rows = [(sentence, tokens) for sentence, nbest in enumerate(hyp_ids) for tokens in nbest]
         forced = None
-        if rows and (search_scores is None or any(side == "dec" for _, side, _, _ in layers)):
+        if rows and (search_scores is None or any(request.side == "dec" for request in layers)):
             forced = self._forced_pass(encoder_out, attention_mask, prompt, rows, model_kwargs, layers)
         if search_scores is None:
             row_scores = forced["pos_scores"]
@@ -288,17 +303,17 @@ class TextGenerator:
         results: list[list[Hypothesis]] = [[] for _ in sources]
         for row, (sentence, tokens) in enumerate(rows):
             hypothesis = self._hypothesis(sources[sentence], prompt, tokens, row_scores[row], decoding, return_scores)
-            for name, side, layer, kind in layers:
-                if side == "enc":
-                    hypothesis[name] = _encoder_layer(encoder_out, sentence, layer, kind, len(sources[sentence]))
+            for request in layers:
+                if request.side == "enc":
+                    hypothesis[request.name] = encoder_layer(encoder_out, request, sentence, len(sources[sentence]))
                 else:
-                    hypothesis[name] = forced["layers"][name][row]
+                    hypothesis[request.name] = forced["layers"][request.name][row]
             results[sentence].append(hypothesis)
         return results
 
     def _encode(self, input_ids, attention_mask, model_kwargs, layers):
         """Encoder outputs, with the hidden states and attentions that the requested `enc_*` layers need."""
-        enc_kinds = {kind for _, side, _, kind in layers if side == "enc"}
+        enc_kinds = {request.kind for request in layers if request.side == "enc"}
         encoder_kwargs = {key: value for key, value in model_kwargs.items() if key in self._encoder_params()}
         return self.model.get_encoder()(
             input_ids=input_ids,
@@ -381,12 +396,12 @@ class TextGenerator:
     def _forced_pass(self, encoder_out, attention_mask, prompt, rows, model_kwargs, layers) -> dict[str, Any]:
         """Teacher-forced decoder pass over `rows` ((sentence, token ids) pairs): log-probs and decoder layers."""
         device = attention_mask.device
-        dec_layers = [(name, layer, kind) for name, side, layer, kind in layers if side == "dec"]
+        dec_layers = [request for request in layers if request.side == "dec"]
         width = max(len(prompt) - 1 + len(tokens) for _, tokens in rows)
         vocab_size = self.model.config.get_text_config().vocab_size
         chunk = max(1, _FORCED_PASS_FLOATS // max(1, width * vocab_size))
         pos_scores: list[list[float]] = []
-        layer_outputs: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in dec_layers}
+        layer_outputs: dict[str, list[np.ndarray]] = {request.name: [] for request in dec_layers}
         offset = len(prompt) - 1  # decoder position that predicts the first hypothesis token
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
@@ -400,8 +415,8 @@ class TextGenerator:
                 attention_mask=attention_mask.index_select(0, sentence_ids),
                 decoder_input_ids=decoder_input_ids,
                 use_cache=False,
-                output_attentions=any(kind for _, _, kind in dec_layers),
-                output_hidden_states=any(not kind for _, _, kind in dec_layers),
+                output_attentions=any(request.kind for request in dec_layers),
+                output_hidden_states=any(not request.kind for request in dec_layers),
                 return_dict=True,
                 **model_kwargs,
             )
@@ -411,8 +426,8 @@ class TextGenerator:
                 token_ids = torch.tensor(tokens, dtype=torch.long, device=device)
                 pos_scores.append((-log_probs[row, positions, token_ids]).tolist())
                 src_len = int(attention_mask[sentence].sum())
-                for name, layer, kind in dec_layers:
-                    layer_outputs[name].append(_decoder_layer(out, row, layer, kind, offset, len(tokens), src_len))
+                for request in dec_layers:
+                    layer_outputs[request.name].append(decoder_layer(out, request, row, offset, len(tokens), src_len))
         return {"pos_scores": pos_scores, "layers": layer_outputs}
 
     def _decode_prompts(self, prompts: list[list[int]], decoding: DecodingOptions, return_scores: bool):
@@ -427,7 +442,7 @@ class TextGenerator:
         config.return_dict_in_generate = True
         config.output_logits = True
         if decoding.max_output_len == 0:
-            return [[self._hypothesis(ids, ids, [], [], decoding, return_scores)] for ids in prompts]
+            return [[self._hypothesis(None, ids, [], [], decoding, return_scores)] for ids in prompts]
         out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
         transition = self.model.compute_transition_scores(
             out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True
@@ -463,10 +478,9 @@ class TextGenerator:
         hypothesis = self._hypothesis([], prompt, [], [], self.options, return_scores)
         config = self.model.config.get_text_config()
         dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", 0)
-        for name, side, _, kind in layers:
-            heads = getattr(config, "encoder_attention_heads" if side == "enc" else "decoder_attention_heads", None)
-            heads = heads or getattr(config, "num_attention_heads", 0)
-            hypothesis[name] = np.zeros((0, heads, 0) if kind else (0, dim), dtype=np.float32)
+        for request in layers:
+            heads = getattr(config, f"{'encoder' if request.side == 'enc' else 'decoder'}_attention_heads", None)
+            hypothesis[request.name] = empty_layer(request, dim, heads or getattr(config, "num_attention_heads", 0))
         return hypothesis
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -494,7 +508,9 @@ class TextGenerator:
         order (`buffer_size=1` decodes line by line, for interactive use). With a reference, line pairs with an empty
         side are skipped (as in training) and `self.metrics` gets `bleu` and `chrf`. The output file is written to
         `<output>.partial` then renamed when complete; `continue_=True` keeps the complete outputs of an interrupted
-        run and decodes only the remaining lines. `verbose` writes Pasero's S-/A-/I-/H-/D-/P- lines. Outputs go to
+        run and decodes only the remaining lines. `verbose` writes Pasero's S-/A-/I-/H-/D-/P- lines. In interactive
+        use (standard input, `buffer_size=1`, no reference) a line `!name=value` (e.g. `!beam_size=1`) changes a
+        decoding option for the following lines instead of being translated. Outputs go to
         `corpus.output_path`, else to `output_stream` or standard output (`output_path=False`: nowhere).
 
         Returns the n-best lists of the lines decoded by this call.
@@ -506,10 +522,10 @@ class TextGenerator:
         if continue_ and not corpus.output_path:
             raise ValueError("--continue needs an output file (-o/--output)")
         self.metrics = {}
-        pairs = self._read_pairs(corpus)
+        pairs = read_pairs(corpus)
         output_path = corpus.output_path if isinstance(corpus.output_path, str) else None
-        partial_path = f"{output_path}.partial" if output_path else None
-        done = self._resume(output_path, partial_path, verbose) if continue_ else []
+        partial_path = partial_output_path(output_path) if output_path else None
+        done = resume_outputs(output_path, verbose) if continue_ else []
         if output_path:
             os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
 
@@ -538,7 +554,11 @@ class TextGenerator:
                 disable=(not progress) if progress is not None else (corpus.source_path is None),
             )
             line_id = len(hypotheses)
-            while buffer := list(_take(pairs, buffer_size)):
+            interactive = corpus.source_path is None and corpus.ref_path is None and buffer_size == 1
+            while buffer := list(itertools.islice(pairs, buffer_size)):
+                if interactive and (command := _OPTION_COMMAND.fullmatch(buffer[0][0])):
+                    options = self._apply_command(options, command["name"], command["value"])
+                    continue
                 sources = [source for source, _ in buffer]
                 refs = [ref for _, ref in buffer]
                 nbests, count = self._decode(
@@ -575,23 +595,16 @@ class TextGenerator:
             self.metrics = corpus_scores(hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang))
         return outputs
 
-    def _read_pairs(self, corpus: InferenceCorpus) -> Iterator[tuple[str, str | None]]:
-        """(source, reference) line pairs; with a reference, pairs with an empty side are skipped."""
-        if corpus.source_path is not None and not Path(corpus.source_path).is_file():
-            raise FileNotFoundError(f"input file not found: {corpus.source_path}")
-        if corpus.ref_path is None:
-            return ((line, None) for line in read_lines(corpus.source_path))
-        if not Path(corpus.ref_path).is_file():
-            raise FileNotFoundError(f"reference file not found: {corpus.ref_path}")
-        return _nonempty_pairs(corpus)
-
-    def _resume(self, output_path: str, partial_path: str, verbose: bool) -> list[str]:
-        """Complete outputs of an interrupted run (in `<output>.partial`, or a finished `<output>`)."""
-        for path in (partial_path, output_path):
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace", newline="") as file:
-                    return completed_outputs(file, verbose)
-        return []
+    def _apply_command(self, options: dict[str, Any], name: str, value: str) -> dict[str, Any]:
+        """Interactive `!name=value` line: the options with this one changed, or unchanged (and an error logged)."""
+        updated = {**options, name: yaml.safe_load(value)}
+        try:
+            self.options.replace(updated, origin="interactive command")
+        except ValueError as error:
+            logger.error("%s", error)
+            return options
+        logger.warning("decoding option %s set to %r", name, updated[name])
+        return updated
 
     # ----------------------------------------------------------------------------------------------------------------
     # Model and tokenizer details
@@ -621,13 +634,9 @@ class TextGenerator:
         """Point the tokenizer at the languages (NLLB/M2M100/Pasero tokenizers place language codes themselves)."""
         tokenizer = self.tokenizer
         if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
-            # PaseroTokenizer's setters check both languages: this first assignment may see a stale source language
-            with contextlib.suppress(ValueError):
-                tokenizer.tgt_lang = target_lang
+            tokenizer.tgt_lang = target_lang
         if source_lang is not None and hasattr(tokenizer, "src_lang"):
             tokenizer.src_lang = source_lang
-        if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
-            tokenizer.tgt_lang = target_lang
 
     def _lang_token(self, lang: str) -> str | None:
         if lang in self._special_tokens and lang in self._vocab:
@@ -693,27 +702,15 @@ class TextGenerator:
                 return value
         raise ValueError(f"cannot find the number of {side} layers in the model config")
 
-    def _parse_layers(self, names: Sequence[str]) -> list[tuple[str, str, int, str]]:
-        layers = []
-        for name in dict.fromkeys(names):
-            match = _LAYER_NAME.fullmatch(name)
-            if match is None or (match.group(1) == "enc" and match.group(3) == "_cross_attn"):
-                raise ValueError(
-                    f"unknown layer name {name!r} in return_layers: expected enc_N, enc_N_self_attn, dec_N, "
-                    "dec_N_self_attn or dec_N_cross_attn"
-                )
-            side, layer, kind = match.group(1), int(match.group(2)), match.group(3) or ""
-            if not self.is_encoder_decoder:
-                raise ValueError("return_layers needs an encoder-decoder model")
-            if layer >= self._num_layers(side):
-                raise ValueError(f"return_layers: {name!r} but the model has {self._num_layers(side)} {side} layers")
-            layers.append((name, side, layer, kind))
-        return layers
+    def _parse_layers(self, names: Sequence[str]) -> list[LayerRequest]:
+        if names and not self.is_encoder_decoder:
+            raise ValueError("return_layers needs an encoder-decoder model")
+        return parse_layer_names(names, self._num_layers)
 
     @contextlib.contextmanager
     def _attention_for(self, layers):
         """Eager attention while attention weights are requested (SDPA does not return them), then back."""
-        wants_attention = any(kind for _, _, _, kind in layers)
+        wants_attention = any(request.kind for request in layers)
         current = getattr(self.model.config, "_attn_implementation", None)
         if not wants_attention or current == "eager":
             yield
@@ -740,28 +737,6 @@ def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], l
     return list(dict.fromkeys(sources)), list(dict.fromkeys(targets))
 
 
-def _nonempty_pairs(corpus: InferenceCorpus) -> Iterator[tuple[str, str]]:
-    line_number = 0
-    for source, ref in itertools.zip_longest(read_lines(corpus.source_path), read_lines(corpus.ref_path)):
-        line_number += 1
-        if source is None or ref is None:
-            shorter = corpus.source_path if source is None else corpus.ref_path
-            raise ValueError(
-                f"{corpus.source_path} and {corpus.ref_path} have different numbers of lines: {shorter} ends after "
-                f"line {line_number - 1}"
-            )
-        if source.strip() and ref.strip():
-            yield source, ref
-
-
-def _take(iterator: Iterator, count: int) -> Iterator:
-    for _ in range(count):
-        item = next(iterator, None)
-        if item is None:
-            return
-        yield item
-
-
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(sequence) for sequence in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -781,24 +756,6 @@ def _truncate(ids: list[int], max_len: int, eos_id: int | None) -> list[int]:
 
 def _cut_at_eos(ids: list[int], eos_id: int) -> list[int]:
     return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
-
-
-def _encoder_layer(encoder_out, sentence: int, layer: int, kind: str, src_len: int) -> np.ndarray:
-    if kind:
-        attention = encoder_out.attentions[layer][sentence, :, :src_len, :src_len]  # heads, src, src
-        return attention.permute(1, 0, 2).float().cpu().numpy()
-    return encoder_out.hidden_states[layer + 1][sentence, :src_len].float().cpu().numpy()
-
-
-def _decoder_layer(out, row: int, layer: int, kind: str, offset: int, length: int, src_len: int) -> np.ndarray:
-    rows = slice(offset, offset + length)
-    if kind == "_cross_attn":
-        attention = out.cross_attentions[layer][row, :, rows, :src_len]
-    elif kind == "_self_attn":
-        attention = out.decoder_attentions[layer][row, :, rows, : offset + length]
-    else:
-        return out.decoder_hidden_states[layer + 1][row, rows].float().cpu().numpy()
-    return attention.permute(1, 0, 2).float().cpu().numpy()
 
 
 def _default_bleu_tok(target_lang: str | None) -> str:

@@ -30,48 +30,28 @@ _SPLIT_LEVELS = (
     regex.compile(r"(▁?[[:alpha:]]+|▁?[[:digit:]]|[^[:alnum:]])"),
 )
 
-# Scripts that words are split between. Kana count as Han: Japanese mixes them inside words.
+# Scripts that words are split between ("+" joins scripts that count as one: Japanese mixes kana and Han in words).
 _SCRIPTS = (
     "Latin Greek Cyrillic Armenian Hebrew Arabic Syriac Thaana Devanagari Bengali Gurmukhi Gujarati Oriya Tamil "
     "Telugu Kannada Malayalam Sinhala Thai Lao Tibetan Myanmar Georgian Hangul Ethiopic Cherokee Canadian_Aboriginal "
-    "Ogham Runic Khmer Mongolian Han Hiragana Katakana Bopomofo Yi Common Inherited"
+    "Ogham Runic Khmer Mongolian Han+Hiragana+Katakana Bopomofo Yi Common Inherited"
 ).split()
-_SCRIPT_PATTERN = regex.compile("|".join(f"(?P<{name}>\\p{{Script={name}}})" for name in _SCRIPTS))
-_SCRIPT_ALIASES = {"Hiragana": "Han", "Katakana": "Han"}
-_script_cache: dict[str, str | None] = {}
-_NO_SCRIPT_YET = object()
+_SCRIPT_CLASSES = ["".join(f"\\p{{Script={name}}}" for name in group.split("+")) for group in _SCRIPTS]
+# One run per script; characters of other scripts form runs of their own; `▁` belongs to the run after it.
+_SCRIPT_RUNS = regex.compile(
+    f"{WORD_BOUNDARY}?(?:"
+    + "|".join(f"[{cls}]+" for cls in _SCRIPT_CLASSES)
+    + f"|[^{''.join(_SCRIPT_CLASSES)}{WORD_BOUNDARY}]+)|{WORD_BOUNDARY}"
+)
 
 _LINES_PER_CHUNK = 50000
 
 _LANG_FROM_FILENAME = regex.compile(r".+\.([a-z]+)$")
 
 
-def _script(char: str) -> str | None:
-    script = _script_cache.get(char, "")
-    if script == "":
-        match = _SCRIPT_PATTERN.match(char)
-        script = _SCRIPT_ALIASES.get(match.lastgroup, match.lastgroup) if match else None
-        _script_cache[char] = script
-    return script
-
-
 def split_by_script(token: str) -> list[str]:
-    """Split `token` where the Unicode script changes (`▁` belongs to the following characters; characters of
-    other scripts count as one script of their own)."""
-    pieces = []
-    current = ""
-    current_script = _NO_SCRIPT_YET
-    for char in token:
-        if char != WORD_BOUNDARY:
-            script = _script(char)
-            if current and current_script is not _NO_SCRIPT_YET and script != current_script:
-                pieces.append(current)
-                current = ""
-            current_script = script
-        current += char
-    if current:
-        pieces.append(current)
-    return pieces
+    """Split `token` (a word: `▁` only at its start) where the Unicode script changes."""
+    return _SCRIPT_RUNS.findall(token)
 
 
 @dataclass
@@ -98,6 +78,10 @@ class WordSplitting:
         chunk_counts = Counter(split_on_whitespace("".join(lines).replace(WORD_BOUNDARY, " ")))
         counts: Counter = Counter()
         for chunk, count in chunk_counts.items():
+            rest = chunk[1:]
+            if chunk.isascii() and (not self.options.inline_case or rest == rest.lower()):
+                counts[WORD_BOUNDARY + chunk] += count  # no capital after the first character: a single word
+                continue
             for word in words_pattern.findall(WORD_BOUNDARY + chunk):
                 counts[word] += count
         return counts, line_count
@@ -120,11 +104,20 @@ class WordSplitting:
     def split_words(self, raw_counts: Counter) -> Counter:
         """Lowercase (with inline casing) and split the raw words into the units BPE is trained on."""
         splitter = _SPLIT_LEVELS[self.options.tokenization]
+        # In ASCII, scripts only separate letters (Latin) from the rest (Common), which levels >= 2 do anyway.
+        ascii_split_by_level = self.options.tokenization >= 2
         counts: Counter = Counter()
         for word, count in raw_counts.items():
             if self.options.inline_case:
                 word = word.lower()
-            pieces = split_by_script(word) if self.split_by_script else [word]
+            body = word[1:] if word.startswith(WORD_BOUNDARY) else word
+            if ascii_split_by_level and body.isascii() and body.isalpha():
+                counts[word] += count  # the common case: nothing to split
+                continue
+            if self.split_by_script and not (ascii_split_by_level and body.isascii()):
+                pieces = split_by_script(word)
+            else:
+                pieces = [word]
             if splitter is not None:
                 pieces = [part for piece in pieces for part in splitter.findall(piece)]
             for piece in pieces:
@@ -219,6 +212,18 @@ def balance_languages(
 
 def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) -> tuple[list[Merge], dict[str, tuple]]:
     """Greedy BPE on `word_counts`; returns the merges and each word's final segmentation."""
+    # Learning allocates millions of small objects and frees few: the cyclic garbage collector would rescan the
+    # growing heap again and again for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _greedy_merges(word_counts, num_merges, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _greedy_merges(word_counts: Counter, num_merges: int, progress: bool) -> tuple[list[Merge], dict[str, tuple]]:
     from tqdm import tqdm
 
     word_list = list(word_counts)
@@ -239,10 +244,6 @@ def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) 
     top = max(pair_counts.values(), default=0)
 
     merges: list[Merge] = []
-    # The loop allocates millions of small objects and frees few: the cyclic garbage collector would rescan the
-    # growing heap again and again for nothing.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     bar = tqdm(total=num_merges, desc="learning merges", unit=" merges", disable=not progress)
     while len(merges) < num_merges:
         while top >= 2 and not by_count.get(top):
@@ -260,7 +261,22 @@ def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) 
         deltas: dict[Merge, int] = defaultdict(int)
         for index in where.pop(best):
             symbols = words[index]
-            starts = _occurrences(symbols, left, right)
+            if left not in symbols:
+                continue  # stale index entry: an earlier merge consumed the pair in this word
+            # non-overlapping occurrences of `left right`, left to right
+            starts = []
+            last = len(symbols) - 1
+            i = 0
+            while True:
+                try:
+                    i = symbols.index(left, i)
+                except ValueError:
+                    break
+                if i < last and symbols[i + 1] == right:
+                    starts.append(i)
+                    i += 2
+                else:
+                    i += 1
             if not starts:
                 continue  # stale index entry: an earlier merge consumed the pair in this word
             freq = freqs[index]
@@ -321,28 +337,7 @@ def learn_merges(word_counts: Counter, num_merges: int, progress: bool = False) 
             else:
                 pair_counts.pop(pair, None)
     bar.close()
-    segmentations = {word: tuple(symbols) for word, symbols in zip(word_list, words)}
-    del where, by_count, pair_counts, words
-    if gc_was_enabled:
-        gc.enable()
-    return merges, segmentations
-
-
-def _occurrences(symbols: list[str], left: str, right: str) -> list[int]:
-    """Start positions of the non-overlapping occurrences of `left right` in `symbols`, left to right."""
-    starts = []
-    last = len(symbols) - 1
-    i = 0
-    while True:
-        try:
-            i = symbols.index(left, i)
-        except ValueError:
-            return starts
-        if i < last and symbols[i + 1] == right:
-            starts.append(i)
-            i += 2
-        else:
-            i += 1
+    return merges, {word: tuple(symbols) for word, symbols in zip(word_list, words)}
 
 
 def subword_counts(word_counts: Counter, segmentations: dict[str, tuple]) -> Counter:

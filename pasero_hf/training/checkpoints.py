@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 COMPLETE_MARKER = "checkpoint_complete.json"
 DATA_STATE = "data_state.json"
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
-# Trainer files that belong to the training state, not to the model: left out of model_last/model_best.
-TRAINING_STATE_FILES = {"optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin",
-                        DATA_STATE, COMPLETE_MARKER}
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -88,16 +85,6 @@ def recover_directory(final: Path) -> None:
     old = final.with_name(final.name + ".old")
     if old.exists() and not final.exists():
         os.replace(old, final)
-
-
-def copy_model_files(checkpoint_dir: Path, staging: Path) -> None:
-    """The model and tokenizer files of a checkpoint (no optimizer or trainer state) copied to `staging`."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for path in checkpoint_dir.iterdir():
-        if path.is_file() and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state"):
-            shutil.copy2(path, staging / path.name)
 
 
 def write_json_atomically(path: Path, content: Any) -> None:

@@ -25,8 +25,6 @@ import yaml
 from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class OptionInfo:
     """Where an option lives in the tree (`path` is the chain of section names) and its declared type."""

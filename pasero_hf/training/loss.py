@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
@@ -12,17 +11,18 @@ def label_smoothed_nll_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
                            ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(smoothed loss sum, NLL sum, number of target tokens) over positions whose label is not -100.
 
-    Computed in float32 whatever the logits' dtype: bf16 log-softmax over a large vocabulary loses precision.
     The smoothing mass is spread uniformly over the whole vocabulary, as `torch.nn.functional.cross_entropy`
-    (and Pasero) do.
+    (and Pasero) do: loss = (1 - eps) * nll + eps * mean over the vocabulary of -log p. Computed in float32 whatever
+    the logits' dtype (bf16 log-softmax over a large vocabulary loses precision), from one log-softmax shared by
+    both terms, on the non-padding positions only.
     """
-    flat_logits = logits.float().reshape(-1, logits.size(-1))
     flat_labels = labels.reshape(-1)
-    loss = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum",
-                           label_smoothing=label_smoothing)
+    keep = flat_labels != IGNORE_INDEX
+    targets = flat_labels[keep]
+    lprobs = logits.reshape(-1, logits.size(-1))[keep].float().log_softmax(dim=-1)
+    nll = -lprobs.gather(1, targets.unsqueeze(1)).sum()
     if label_smoothing:
-        with torch.no_grad():
-            nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+        loss = (1.0 - label_smoothing) * nll - label_smoothing * lprobs.mean(dim=-1).sum()
     else:
-        nll = loss.detach()
-    return loss, nll, int((flat_labels != IGNORE_INDEX).sum())
+        loss = nll
+    return loss, nll.detach(), int(targets.numel())

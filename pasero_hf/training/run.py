@@ -353,6 +353,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         keep_last=config.run.keep_last,
         inference_config=inference_config(config, tokenizer),
         reset_optimizer=config.run.reset_optimizer,
+        save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
     )
     return trainer, stop, resume
 

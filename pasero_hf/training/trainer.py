@@ -70,6 +70,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         keep_last: complete checkpoints kept.
         inference_config: content of the `inference.yaml` written into every saved model directory.
         reset_optimizer: when resuming, keep the weights and step but start a new optimizer and schedule.
+        save_trainable_only: `checkpoint-N` directories hold only the trainable weights (adapters on a frozen base
+            model); `model_best` and `model_last` stay complete, loadable models.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         keep_last: int = 1,
         inference_config: dict[str, Any] | None = None,
         reset_optimizer: bool = False,
+        save_trainable_only: bool = False,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -103,6 +106,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.keep_last = keep_last
         self.inference_config = inference_config or {}
         self.reset_optimizer = reset_optimizer
+        self.save_trainable_only = save_trainable_only
+        self._saving_checkpoint = False
         # our loss is already normalised over the whole accumulated step (see compute_loss)
         self.loss_is_scaled_for_ga = True
         base = _unwrap(model)
@@ -263,8 +268,12 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial) -> None:
-        """The Trainer's checkpoint, plus the data position; marked complete last, then rotated and model_last."""
-        super()._save_checkpoint(model, trial)
+        """The Trainer's checkpoint, plus the data position; marked complete last, then rotated; then model_last."""
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
         step = self.state.global_step
         run_dir = Path(self._get_output_dir(trial))
         checkpoint_dir = run_dir / f"checkpoint-{step}"
@@ -276,11 +285,14 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             self._write_inference_yaml(checkpoint_dir)
             checkpoints.mark_complete(checkpoint_dir, step)
             checkpoints.rotate_checkpoints(run_dir, self.keep_last)
-            staging = run_dir / ".model_last.staging"
-            checkpoints.copy_model_files(checkpoint_dir, staging)
-            checkpoints.replace_directory(staging, run_dir / "model_last")
-            logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
-        self.accelerator.wait_for_everyone()
+        self.save_model_dir("model_last")
+        logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if self.save_trainable_only and self._saving_checkpoint and state_dict is None:
+            trainable = {name for name, param in self.model.named_parameters() if param.requires_grad}
+            state_dict = {k: v for k, v in self.model.state_dict().items() if k in trainable}
+        super()._save(output_dir, state_dict)
 
     def _determine_best_metric(self, metrics: dict[str, float], trial) -> bool:
         is_new_best = super()._determine_best_metric(metrics, trial)
@@ -296,6 +308,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         staging = run_dir / f".{name}.staging"
         self.save_model(str(staging))
         if self.args.should_save:
+            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not part of a model directory
             self._write_inference_yaml(staging)
             checkpoints.replace_directory(staging, run_dir / name)
         self.accelerator.wait_for_everyone()

@@ -50,15 +50,21 @@ def test_files_references_and_several_corpora(nllb_dir, nllb_generator, corpus):
 
 
 def test_stdin_line_by_line(nllb_dir, nllb_generator):
-    lines = ["In the beginning.", "", "God said."]
+    lines = ["In the beginning.", "", "!max_output_len=3", "God said.", "!beam_sise=3", "And there was light."]
     result = pasero_decode(
         nllb_dir, "-s", "eng_Latn", "-t", "spa_Latn", "--buffer-size", "1", "--beam-size", "2", "--max-output-len",
         "8", stdin="\n".join(lines) + "\n",
     )
-    expected = [n[0]["detok"] for n in nllb_generator.decode(
-        *lines, source_lang="eng_Latn", target_lang="spa_Latn", beam_size=2, max_output_len=8
-    )]
-    assert result.stdout.split("\n")[:-1] == expected
+
+    def expected(sentences, max_output_len):
+        return [n[0]["detok"] for n in nllb_generator.decode(
+            *sentences, source_lang="eng_Latn", target_lang="spa_Latn", beam_size=2, max_output_len=max_output_len
+        )]
+
+    # "!name=value" lines change an option for the next lines; an invalid one is reported and ignored
+    assert result.stdout.split("\n")[:-1] == expected(lines[:2], 8) + expected([lines[3], lines[5]], 3)
+    assert "decoding option max_output_len set to 3" in result.stderr
+    assert "unknown decoding option 'beam_sise'" in result.stderr
 
 
 def run_main(capsys, *args):

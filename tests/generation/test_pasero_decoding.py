@@ -79,3 +79,33 @@ def test_scores_and_cross_attention(pasero_generator, test_lines, tmp_path):
     single_head = heatmap(hyp["src_tokens"], hyp["tokens"], attention, head=2)
     drawn = single_head.axes[0].images[0].get_array()
     np.testing.assert_allclose(drawn, attention[:, 2] * 100, rtol=1e-5)
+
+
+def test_multilingual_pasero_model_gets_its_language_codes(fixtures_dir, tmp_path):
+    """A Pasero model with source and target language codes: `<lang:xx>` placed by the tokenizer, the target code
+    forced as decoder prefix (and kept out of the hypothesis), the output equal to `pasero_search`'s own."""
+    import torch
+
+    from pasero_hf.generation.beam_search import pasero_search
+    from pasero_hf.generation.text_generator import TextGenerator
+    from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+    from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
+
+    fixture = fixtures_dir / "pasero-tiny-en-es"
+    dict_file = tmp_path / "dict.txt"
+    dict_file.write_text((fixture / "dict.txt").read_text(encoding="utf-8") + "<lang:en> 1\n<lang:es> 1\n<lang:fr> 1\n")
+    tokenizer = PaseroTokenizer(bpe_file=str(fixture / "bpecodes"), dict_file=str(dict_file),
+                                source_lang_code=True, target_lang_code=True)
+    config = PaseroConfig(vocab_size=len(tokenizer), embed_dim=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64)
+    torch.manual_seed(0)
+    generator = TextGenerator(PaseroForConditionalGeneration(config).eval(), tokenizer)
+
+    hyp = generator.decode("In the beginning.", source_lang="en", target_lang="fr", beam_size=3, max_output_len=6)[0][0]
+    assert hyp["src_tokens"][0] == "<lang:en>" and hyp["prompt_tokens"] == ["</s>", "<lang:fr>"]
+    inputs = tokenizer("In the beginning.", return_tensors="pt")
+    expected = pasero_search(generator.model, inputs["input_ids"], inputs["attention_mask"], beam_size=3,
+                             max_output_len=6, prefix_ids=[tokenizer.convert_tokens_to_ids("<lang:fr>")])[0][0]
+    assert tokenizer.convert_tokens_to_ids(hyp["tokens"]) == expected.tokens[1:]
+    with pytest.raises(ValueError, match="unknown target language 'de'.*'<lang:de>'"):
+        generator.decode("Hello", source_lang="en", target_lang="de")

@@ -36,7 +36,7 @@ def main() -> None:
     mine = {key: value[rows] for key, value in inputs.items()}
     total_tokens = int((inputs["labels"] != -100).sum())
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam would amplify float noise of ~0 gradients
     model.train()
     logits = model(input_ids=mine["input_ids"], attention_mask=mine["attention_mask"],
                    decoder_input_ids=mine["decoder_input_ids"]).logits

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.distributed
 
 
-def launch(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+def launch(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -83,7 +83,7 @@ def tiny_pasero(tmp_path: Path) -> tuple[Path, dict]:
 
 
 def torchrun(script: Path, *args: str) -> None:
-    launch([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             str(script), *args])
 
 
@@ -124,7 +124,7 @@ def test_fsdp2_cpu_emulation_step_and_sharded_checkpoint(tmp_path):
     assert reload == {"exact": True, "sharded": True}
 
     model = PaseroForConditionalGeneration.from_pretrained(model_dir)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam would amplify float noise of ~0 gradients
     model.train()
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                    decoder_input_ids=inputs["decoder_input_ids"]).logits

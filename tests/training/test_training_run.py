@@ -164,3 +164,49 @@ def test_lora_trains_through_peft(straight_run, tmp_path):
     saved = load_file(str(result.last_dir / "adapter_model.safetensors"))
     assert saved and all("lora_" in key for key in saved)
     assert not (result.last_dir / "model.safetensors").exists()
+
+
+def test_adapter_checkpoints_hold_only_adapter_weights(straight_run, tmp_path):
+    config_path, straight = straight_run
+    argv = ["-c", str(config_path), "--model-dir", str(tmp_path / "m"), "--arch", "adapter_transformer",
+            "--ckpt", str(straight.model_dir / "model_last"), "--encoder-adapters", "lang:en->es",
+            "--model-args", "{embed_dim: 32, encoder_layers: 2, decoder_layers: 2, encoder_attention_heads: 2, "
+            "decoder_attention_heads: 2, encoder_ffn_dim: 64, decoder_ffn_dim: 64, dropout: 0.0, "
+            "encoder_adapter_dim: 8, decoder_adapter_dim: 0}", "--max-steps", "2", "--valid-interval", "2"]
+    result = train(load_training_config(argv))
+    in_checkpoint = weights(result.model_dir / "checkpoint-2")
+    assert in_checkpoint and all(".adapters.lang:en->es." in key for key in in_checkpoint)
+    complete = weights(result.last_dir)
+    assert set(in_checkpoint) < set(complete)
+    assert_same_weights({k: complete[k] for k in in_checkpoint}, in_checkpoint)
+    resumed = train(load_training_config(argv[:-4] + ["--max-steps", "3", "--valid-interval", "2"]))
+    assert resumed.global_step == 3
+
+
+def test_activation_checkpointing_gives_the_same_training(straight_run, tmp_path):
+    config_path, straight = straight_run
+    trainer, _, _ = prepare_trainer(load_training_config(["-c", str(config_path), "--model-dir",
+                                                          str(tmp_path / "m"), "--checkpoint-activations"]))
+    trainer.train()
+    assert trainer.model.is_activation_checkpointing
+    assert_same_weights({k: v for k, v in trainer.model.state_dict().items() if k in weights(straight.last_dir)},
+                        weights(straight.last_dir), atol=1e-5)
+
+
+def test_bfloat16_mixed_precision_trains(straight_run, tmp_path):
+    config_path, _ = straight_run
+    result = train(load_training_config(["-c", str(config_path), "--model-dir", str(tmp_path / "m"),
+                                         "--dtype", "bfloat16", "--max-steps", "2", "--valid-interval", "2"]))
+    log = (tmp_path / "m" / "train.log").read_text()
+    loss = float(log.split("train | step 2 | loss ")[1].split(" ")[0])
+    assert result.global_step == 2 and 0 < loss < 20
+
+
+def test_patience_stops_after_validations_without_improvement(straight_run, tmp_path):
+    """With a learning rate too small to move any weight, the validation loss cannot improve after the first one."""
+    config_path, _ = straight_run
+    result = train(load_training_config(["-c", str(config_path), "--model-dir", str(tmp_path / "m"),
+                                         "--lr-scheduler", "constant", "--lr", "1e-30", "--max-steps", "100",
+                                         "--valid-interval", "2", "--patience", "2",
+                                         "--early-stopping-metric", "loss"]))
+    assert result.global_step == 6  # best at step 2, no improvement at 4 and 6
