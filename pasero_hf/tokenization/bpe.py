@@ -139,7 +139,7 @@ class PaseroBPE:
         self.vocabulary = frozenset(vocabulary) if vocabulary is not None else None
         self._protect = regex.compile(self.options.protect_regex) if self.options.protect_regex else None
         self._words = CASED_WORDS if self.options.inline_case else UNCASED_WORDS
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, tuple[str, list[str]]] = {}
 
     @classmethod
     def from_file(
@@ -180,31 +180,30 @@ class PaseroBPE:
             text = text.replace(PROTECT_CHAR, " ")
             protected = [match.group(0) for match in self._protect.finditer(text)]
             text = self._protect.sub(PROTECT_CHAR, text)
-        text = text.replace(MASK_CHAR, "").replace(MASK, MASK_CHAR)
-        text = text.replace(PLACEHOLDER_CHAR, "").replace(PLACEHOLDER, PLACEHOLDER_CHAR)
-        if self.options.inline_case:
-            for symbol in CASE_TOKENS:
-                text = text.replace(symbol, " ")
+        if MASK_CHAR in text or PLACEHOLDER_CHAR in text:
+            text = text.replace(MASK_CHAR, "").replace(PLACEHOLDER_CHAR, "")
+        if "<" in text:
+            text = text.replace(MASK, MASK_CHAR).replace(PLACEHOLDER, PLACEHOLDER_CHAR)
+            if self.options.inline_case:
+                for symbol in CASE_TOKENS:
+                    text = text.replace(symbol, " ")
         # Words never span a boundary, so each whitespace-separated chunk is encoded (and cached) on its own.
         text = text.replace(WORD_BOUNDARY, " ")
         chunks = split_on_whitespace(text)
-        pieces = list(map(self._cache.get, chunks))
-        if None in pieces:
-            pieces = [self._encode_chunk_cached(chunk) for chunk in chunks]
+        entries = list(map(self._cache.get, chunks))
+        if None in entries:
+            entries = [self._encode_chunk_cached(chunk) for chunk in chunks]
         # Whitespace left at either end by the replacements above gives a lone boundary token, as in Pasero.
-        if not text or is_whitespace(text[0]):
-            pieces.insert(0, WORD_BOUNDARY)
-        if is_whitespace(text[-1:]):
-            pieces.append(WORD_BOUNDARY)
-        line = " ".join(pieces)
-
-        if protected:
-            # a protected span is its own token: the word boundary before the next word goes with that word
-            line = line.replace(PROTECT_CHAR + " " + WORD_BOUNDARY + " ", PROTECT_CHAR + " ")
-            for span in protected:
-                line = line.replace(PROTECT_CHAR, span, 1)
-        line = line.replace(MASK_CHAR, MASK).replace(PLACEHOLDER_CHAR, PLACEHOLDER)
-        tokens = line.split()
+        leading = not text or is_whitespace(text[0])
+        trailing = is_whitespace(text[-1:])
+        if protected or MASK_CHAR in text or PLACEHOLDER_CHAR in text:
+            tokens = self._restore_placeholders([line for line, _ in entries], leading, trailing, protected)
+        else:
+            tokens = [WORD_BOUNDARY] if leading else []
+            for _, chunk_tokens in entries:
+                tokens += chunk_tokens
+            if trailing:
+                tokens.append(WORD_BOUNDARY)
         if tokens and tokens[0] == WORD_BOUNDARY:
             # a lone boundary at the start of a line carries no information
             del tokens[0]
@@ -212,19 +211,33 @@ class PaseroBPE:
             tokens = [token if token in self.vocabulary else unk.replace("{token}", token) for token in tokens]
         return tokens
 
+    @staticmethod
+    def _restore_placeholders(pieces: list[str], leading: bool, trailing: bool, protected: list[str]) -> list[str]:
+        """Tokens of a line whose protected spans, masks and placeholders stood in as single characters."""
+        line = " ".join(([WORD_BOUNDARY] if leading else []) + pieces + ([WORD_BOUNDARY] if trailing else []))
+        if protected:
+            # a protected span is its own token: the word boundary before the next word goes with that word
+            line = line.replace(PROTECT_CHAR + " " + WORD_BOUNDARY + " ", PROTECT_CHAR + " ")
+            for span in protected:
+                line = line.replace(PROTECT_CHAR, span, 1)
+        return line.replace(MASK_CHAR, MASK).replace(PLACEHOLDER_CHAR, PLACEHOLDER).split()
+
     def tokenize_lines(self, lines: Iterable[str], unk: str | None = None) -> Iterator[list[str]]:
         """Tokenize many lines; one token list per input line (empty lines give empty lists)."""
         for line in lines:
             yield self.tokenize(line, unk=unk)
 
-    def _encode_chunk_cached(self, chunk: str) -> str:
-        encoded = self._cache.get(chunk)
-        if encoded is None:
-            encoded = self._encode_chunk(chunk)
+    def _encode_chunk_cached(self, chunk: str) -> tuple[str, list[str]]:
+        """The chunk's space-joined encoding and its tokens (the line is split on str.split() whitespace at the
+        end, like Pasero does: splitting each chunk's encoding gives the same tokens)."""
+        entry = self._cache.get(chunk)
+        if entry is None:
+            line = self._encode_chunk(chunk)
+            entry = (line, line.split())
             if len(self._cache) >= _MAX_CACHE_SIZE:
                 self._cache.clear()
-            self._cache[chunk] = encoded
-        return encoded
+            self._cache[chunk] = entry
+        return entry
 
     def _encode_chunk(self, chunk: str) -> str:
         """Space-joined subwords (and case tokens) of one whitespace-free chunk of text, with its `▁` prefix."""

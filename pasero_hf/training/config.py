@@ -131,7 +131,8 @@ class RunOptions:
     ckpt: str | None = _option(None, "initialize the weights from this checkpoint directory (weights only)")
     continue_: bool = _option(False, "with --ckpt: also restore its optimizer, scheduler and step")
     reset: bool = _option(False, "ignore the checkpoints already in MODEL_DIR and start from scratch")
-    reset_optimizer: bool = _option(False, "resume the weights and step but not the optimizer and scheduler")
+    reset_optimizer: bool = _option(
+        False, "resume from MODEL_DIR's last checkpoint with its weights only (new step, optimizer, schedule, data)")
     save_interval: int | None = _option(None, "steps between checkpoints (default: valid_interval)")
     valid_interval: int = _option(1000, "steps between validations")
     log_interval: int = _option(100, "steps between log lines")

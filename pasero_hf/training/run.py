@@ -238,6 +238,10 @@ def require_homogeneous_batches(config: TrainingConfig) -> None:
         config.data.batch_by = batch_by
 
 
+def _base_model(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
     """inference.yaml: what decoding needs besides the weights and tokenizer files (Pasero names)."""
     pairs = config.lang_pairs
@@ -300,10 +304,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     model_dir = config.model_dir
     args = training_arguments(config, world_size)
     is_main = args.process_index == 0
-    if is_main:
-        check_model_dir(model_dir)
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    check_model_dir(model_dir)  # on every rank: a rank waiting for a failed one would hang
     resume = resume_checkpoint(config, is_main)
     setup_logging(model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
@@ -317,6 +318,10 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
     set_seed(config.data.seed)  # the same seed gives the same initial weights (and a rerun the same model)
     model = build_model(config, model_cfg, train_stream.corpora)
+    if resume is not None and config.run.reset_optimizer:
+        # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
+        load_initial_weights(_base_model(model), resume)
+        resume = None
     trainable, total = trainable_parameter_count(model)
     logger.info("model: %s, %s parameters (%s trainable)", config.model.arch, f"{total:,}", f"{trainable:,}")
 
@@ -326,7 +331,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
 
     if resume is not None:
         data_state = checkpoints.read_data_state(resume)
-        if data_state is not None and not config.run.reset:
+        if data_state is not None:
             try:
                 train_stream.load_state_dict(data_state)
             except ValueError as error:
@@ -352,7 +357,6 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         valid_max_lines=config.run.valid_max_lines,
         keep_last=config.run.keep_last,
         inference_config=inference_config(config, tokenizer),
-        reset_optimizer=config.run.reset_optimizer,
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
     )
     return trainer, stop, resume

@@ -69,7 +69,6 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         valid_max_lines: translate at most this many lines per validation set (the loss uses all of them).
         keep_last: complete checkpoints kept.
         inference_config: content of the `inference.yaml` written into every saved model directory.
-        reset_optimizer: when resuming, keep the weights and step but start a new optimizer and schedule.
         save_trainable_only: `checkpoint-N` directories hold only the trainable weights (adapters on a frozen base
             model); `model_best` and `model_last` stay complete, loadable models.
     """
@@ -90,7 +89,6 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         valid_max_lines: int | None = None,
         keep_last: int = 1,
         inference_config: dict[str, Any] | None = None,
-        reset_optimizer: bool = False,
         save_trainable_only: bool = False,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -105,7 +103,6 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.valid_max_lines = valid_max_lines
         self.keep_last = keep_last
         self.inference_config = inference_config or {}
-        self.reset_optimizer = reset_optimizer
         self.save_trainable_only = save_trainable_only
         self._saving_checkpoint = False
         # our loss is already normalised over the whole accumulated step (see compute_loss)
@@ -162,12 +159,6 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                                                       **self.lr_schedule)
             self._created_lr_scheduler = True
         return self.lr_scheduler
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if self.reset_optimizer:
-            logger.info("reset_optimizer: new optimizer and learning-rate schedule (weights and step restored)")
-            return
-        super()._load_optimizer_and_scheduler(checkpoint)
 
     # -- logging -------------------------------------------------------------------------------------------------
     def _reset_log_counters(self) -> None:

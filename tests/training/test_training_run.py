@@ -210,3 +210,15 @@ def test_patience_stops_after_validations_without_improvement(straight_run, tmp_
                                          "--valid-interval", "2", "--patience", "2",
                                          "--early-stopping-metric", "loss"]))
     assert result.global_step == 6  # best at step 2, no improvement at 4 and 6
+
+
+def test_reset_optimizer_keeps_only_the_weights(straight_run, tmp_path):
+    config_path, straight = straight_run
+    model_dir = tmp_path / "model"
+    shutil.copytree(straight.model_dir, model_dir)
+    trainer, _, resume = prepare_trainer(load_training_config(
+        ["-c", str(config_path), "--model-dir", str(model_dir), "--reset-optimizer"]))
+    assert resume is None
+    assert trainer.train_dataset.steps == 0
+    last = weights(model_dir / "checkpoint-6")
+    assert_same_weights({k: v for k, v in trainer.model.state_dict().items() if k in last}, last)
