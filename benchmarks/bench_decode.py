@@ -6,7 +6,8 @@ and CTranslate2 (fp32 and int8), on the Bible test set with the converted tiny P
 
 Same run for all systems: each system is measured in its own fresh process (spawned one after the other), so that
 its peak RSS is its own; inside it, one untimed warm-up then `--repeats` timed runs (median, min, max). Every system
-gets the same length-sorted batches (`--batch-size` tokens) and the same output cap (100 tokens).
+gets the same length-sorted batches (`--batch-size` tokens, and TextGenerator's default cap on lines per batch, which
+depends on the beam size) and the same output cap (100 tokens).
 
 The stock transformers model is `MarianMTModel`, not `M2M100ForConditionalGeneration`: the fixture is a post-norm
 fairseq-style Transformer and M2M100 is pre-norm, so M2M100 cannot compute the same function with these weights.
@@ -146,11 +147,13 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
 
     import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.generation.batching import length_sorted_batches
-    from pasero_hf.generation.text_generator import TextGenerator
+    from pasero_hf.generation.decoding_options import DecodingOptions
+    from pasero_hf.generation.text_generator import TextGenerator, lines_per_batch
 
     tokenizer = AutoTokenizer.from_pretrained(paths["pasero"])
     source_ids = [tokenizer(line)["input_ids"] for line in sources]
-    batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size)
+    max_lines = lines_per_batch(DecodingOptions(beam_size=beam_size, batch_size=batch_size))
+    batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size, max_lines)
 
     if system == "ours":
         generator = TextGenerator.from_pretrained(
@@ -191,14 +194,16 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
         source_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in source_ids]
 
         def decode():
-            results = translator.translate_batch(
-                source_tokens, beam_size=beam_size, max_decoding_length=MAX_OUTPUT_LEN, max_batch_size=batch_size,
-                batch_type="tokens", length_penalty=1.0,
-            )
-            return [
-                tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True)
-                for result in results
-            ]
+            outputs = [""] * len(sources)
+            for batch in batches:
+                results = translator.translate_batch(
+                    [source_tokens[i] for i in batch], beam_size=beam_size, max_decoding_length=MAX_OUTPUT_LEN,
+                    length_penalty=1.0,
+                )
+                for i, result in zip(batch, results):
+                    ids = tokenizer.convert_tokens_to_ids(result.hypotheses[0])
+                    outputs[i] = tokenizer.decode(ids, skip_special_tokens=True)
+            return outputs
     else:
         raise ValueError(system)
 
@@ -264,7 +269,8 @@ def main() -> None:
     table = markdown_table(headers[:-1], [row[:-1] for row in rows])
     notes = (
         f"{len(sources)} Bible test lines, converted tiny Pasero en-es (embed 64, 2+2 layers), batches of "
-        f"{args.batch_size} tokens, max {MAX_OUTPUT_LEN} output tokens, {args.threads} thread(s) per system, "
+        f"{args.batch_size} tokens and at most TextGenerator's default lines per batch (which caps lines x beam "
+        f"size) for every system, max {MAX_OUTPUT_LEN} output tokens, {args.threads} thread(s) per system, "
         f"{args.repeats} timed runs after {args.warmup} warm-up. Each system runs in its own process (peak RSS is its "
         "own). 'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
         "marian-same-weights: the same weights in transformers' MarianMTModel (post-norm, like the fixture)."

@@ -13,7 +13,10 @@ The original Pasero `pasero-decode` ranks and stops beam search differently from
 its outputs match Pasero's token for token. It only needs the standard encoder-decoder interface: a forward taking
 `input_ids`/`attention_mask` or `encoder_outputs`, `decoder_input_ids`, `cache` and `use_cache`, whose cache has
 `reorder_cache(indices)` (`transformers.EncoderDecoderCache` does). Decoding is batched over sentences and beams, with
-a key/value cache; done sentences are dropped from the batch in groups (each removal copies the cache).
+a key/value cache. A model whose decoder takes one copy of the encoder states per sentence for all its beams
+(`supports_shared_encoder_states`, as Pasero's) keeps a single copy of the source and of its cross-attention keys and
+values, and done sentences are dropped at once; with other models they are copied per beam, and done sentences are
+dropped in groups (each removal copies the cross-attention cache).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers.cache_utils import EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 __all__ = ["Hypothesis", "pasero_search", "beam_search", "sample", "score_targets"]
@@ -106,6 +109,40 @@ def _decoder_prompt(
     return torch.cat([start, prefix], dim=1)
 
 
+class _ReorderOnUpdateLayer(DynamicLayer):
+    """A self-attention cache layer whose beam reordering waits for the next `update`, which then builds the reordered
+    and extended keys and values in one copy (`DynamicLayer` makes two at every step: the reordered copy, then the
+    concatenation). Its `keys` and `values` are only up to date after `update`."""
+
+    def __init__(self):
+        super().__init__()
+        self._pending_rows: Tensor | None = None
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.get_seq_length() == 0:
+            return
+        if self._pending_rows is not None:
+            beam_idx = self._pending_rows.index_select(0, beam_idx)
+        self._pending_rows = beam_idx
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        if self._pending_rows is None:
+            return super().update(key_states, value_states, *args, **kwargs)
+        self.keys = _select_and_append(self.keys, self._pending_rows, key_states)
+        self.values = _select_and_append(self.values, self._pending_rows, value_states)
+        self._pending_rows = None
+        return self.keys, self.values
+
+
+def _select_and_append(cached: Tensor, rows: Tensor, new: Tensor) -> Tensor:
+    """`torch.cat([cached[rows], new], dim=-2)` without the intermediate `cached[rows]`."""
+    length = cached.size(-2)
+    output = cached.new_empty(rows.numel(), *cached.shape[1:-2], length + new.size(-2), cached.size(-1))
+    torch.index_select(cached, 0, rows, out=output[..., :length, :])
+    output[..., length:, :] = new
+    return output
+
+
 class _DecodingState:
     """The model, its cache and the inputs that follow the rows of the decoding batch (encoder states, source mask)."""
 
@@ -127,6 +164,7 @@ class _DecodingState:
             encoder_outputs=encoder_outputs,
             attention_mask=self.attention_mask,
             decoder_input_ids=decoder_input_ids,
+            cache=EncoderDecoderCache(Cache(layer_class_to_replicate=_ReorderOnUpdateLayer), DynamicCache()),
             use_cache=True,
             output_attentions=self.output_attentions,
             return_dict=True,
@@ -153,17 +191,39 @@ class _DecodingState:
         self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
         return out
 
-    def select_rows(self, rows: Tensor, same_sentences: bool = False) -> None:
-        """Keeps (and duplicates) batch rows: beam reordering, beam expansion and removal of finished sentences.
+    def select_rows(self, rows: Tensor, sentences: Tensor | None = None) -> None:
+        """Keeps (and duplicates) decoder rows: beam expansion, beam reordering and removal of finished sentences.
 
-        `same_sentences`: each sentence keeps its rows (only its beams are reordered). The beams of a sentence share
-        their encoder states and cross-attention keys and values, so only the self-attention cache has to move;
-        reordering the cross-attention cache at every step would cost as much as the decoder itself.
+        `rows` index the current decoder rows, and each new row belongs to the sentence of the row it copies;
+        `sentences` index the current sentences when some are removed (None: all stay). The beams of a sentence share
+        its encoder states and cross-attention keys and values: a model that takes them once per sentence
+        (`supports_shared_encoder_states`) keeps one copy, which changes only when sentences are removed; otherwise
+        they follow the rows, but need not move when beams are only reordered (moving them at every step would cost
+        as much as the decoder itself).
         """
-        if same_sentences and isinstance(self.cache, EncoderDecoderCache):
+        if not isinstance(self.cache, EncoderDecoderCache):
+            self._select_source_rows(rows, cache_too=True)
+        elif self.shares_source:
             self.cache.self_attention_cache.reorder_cache(rows)
-            return
-        self.cache.reorder_cache(rows)
+            if sentences is not None:
+                self.cache.cross_attention_cache.reorder_cache(sentences)
+                self._select_source_rows(sentences, cache_too=False)
+        else:
+            self.cache.self_attention_cache.reorder_cache(rows)
+            if sentences is not None or rows.numel() != self.encoder_hidden.size(0):
+                self.cache.cross_attention_cache.reorder_cache(rows)
+                self._select_source_rows(rows, cache_too=False)
+
+    @property
+    def shares_source(self) -> bool:
+        """Whether the model takes one copy of the encoder states per sentence for all its beams."""
+        return isinstance(self.cache, EncoderDecoderCache) and getattr(
+            self.model, "supports_shared_encoder_states", False
+        )
+
+    def _select_source_rows(self, rows: Tensor, cache_too: bool) -> None:
+        if cache_too:
+            self.cache.reorder_cache(rows)
         self.encoder_hidden = self.encoder_hidden.index_select(0, rows)
         self.attention_mask = self.attention_mask.index_select(0, rows)
 
@@ -179,12 +239,17 @@ def _last_layer_attention(out) -> Tensor:
     return attentions[-1].float().mean(dim=1)
 
 
-# Removing done sentences from the batch copies the whole cache: wait until this fraction of the rows is done.
+# Removing done sentences from the batch copies their cache: unless that copy is free, wait until this fraction of the
+# rows is done.
 _COMPACT_FRACTION = 0.25
 
 
-def _worth_compacting(alive: Tensor) -> bool:
-    return bool((~alive).sum() >= _COMPACT_FRACTION * alive.numel())
+def _worth_compacting(alive: Tensor, free: bool = False) -> bool:
+    """`free`: the model keeps one copy of the source per sentence (`supports_shared_encoder_states`), so dropping
+    sentences costs almost nothing: the self-attention cache is copied at every step anyway (`_ReorderOnUpdateLayer`
+    selects the remaining rows in that copy), and the encoder side is small."""
+    done = int((~alive).sum())
+    return done > 0 and (free or done >= _COMPACT_FRACTION * alive.numel())
 
 
 def _normalize(score: Tensor, length: int, len_penalty: float) -> float:
@@ -270,22 +335,29 @@ def beam_search(
     finished: list[list[tuple[Tensor, Tensor, Tensor, Tensor | None]]] = [[] for _ in range(batch_size)]
     finished_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
     candidate_rank = torch.arange(2 * k, device=device)
+    vocab_size = out.logits.size(-1)
+    if 2 * k > vocab_size:
+        raise ValueError(f"beam_size={k} is too large for a vocabulary of {vocab_size}")
+    # The (rows, vocab) log-probabilities and scores are the largest tensors of a step. Allocated afresh at each step,
+    # such large blocks come from mmap and their pages fault in again every time: with 400-500 rows, that made the
+    # log-softmax, addition and top-k of a step 2.5x slower than in reused buffers.
+    lprobs_buffer = torch.empty(batch_size * k, vocab_size, device=device)
+    scores_buffer = torch.empty_like(lprobs_buffer)
 
     for step in range(prompt_len, max_len):
         if step > prompt_len:
             out = state.step(tokens[:, step - 1 : step])
-        lprobs = out.logits[:, -1].float().log_softmax(dim=-1)  # (rows, V)
-        vocab_size = lprobs.size(-1)
-        if 2 * k > vocab_size:
-            raise ValueError(f"beam_size={k} is too large for a vocabulary of {vocab_size}")
+        lprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1, out=lprobs_buffer[: out.logits.size(0)])
         step_attention = _last_layer_attention(out)[:, -1] if output_attentions else None
+        out = None  # frees the logits before the next step allocates its own
         active = sentence_ids.numel()
         if beam_scores is None:
-            scores = lprobs + prefix_scores.sum(dim=1, keepdim=True)  # (B, V): all beams start equal
+            offsets = prefix_scores.sum(dim=1, keepdim=True)  # (B, 1): all beams start equal
             rows_per_sentence = 1
         else:
-            scores = lprobs + beam_scores.unsqueeze(1)
+            offsets = beam_scores.unsqueeze(1)
             rows_per_sentence = k
+        scores = torch.add(lprobs, offsets, out=scores_buffer[: lprobs.size(0)])
         top = scores.view(active, -1).topk(2 * k, dim=1)  # up to k of the 2k best may end with EOS
         beam_ids = top.indices.div(vocab_size, rounding_mode="floor")
         rows = beam_ids + rows_per_sentence * torch.arange(active, device=device).unsqueeze(1)  # (B, 2k)
@@ -309,7 +381,8 @@ def beam_search(
         alive = finished_counts[sentence_ids] < k
         if not alive.any():
             break
-        keep = alive if _worth_compacting(alive) else torch.ones_like(alive)
+        compact = _worth_compacting(alive, free=state.shares_source)
+        keep = alive if compact else torch.ones_like(alive)
         # the k best continuations that do not end with EOS, in rank order
         chosen = torch.topk(candidate_rank + ends * 2 * k, k=k, dim=1, largest=False).indices
         chosen = chosen[keep]
@@ -324,7 +397,7 @@ def beam_search(
         if attention is not None:
             attention = attention.index_select(0, new_rows)
             attention[:, step] = step_attention.index_select(0, new_rows)
-        state.select_rows(new_rows, same_sentences=rows_per_sentence == k and bool(keep.all()))
+        state.select_rows(new_rows, sentences=keep.nonzero().squeeze(1) if compact else None)
         sentence_ids = sentence_ids[keep]
 
     results: list[list[Hypothesis]] = []
@@ -410,6 +483,7 @@ def sample(
         attention = torch.zeros(batch_size, max_len, attention_mask.size(1), device=device)
         attention[:, 1:prompt_len] = _last_layer_attention(out)[:, :-1]
     sentence_ids = torch.arange(batch_size, device=device)
+    lprobs_buffer = torch.empty(batch_size, out.logits.size(-1), device=device)  # see beam_search
     alive = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows of done sentences may stay a while
     results: list[list[Hypothesis] | None] = [None] * batch_size
 
@@ -430,7 +504,7 @@ def sample(
             seen = logits.gather(1, tokens[:, :step])
             seen = torch.where(seen < 0, seen * repeat_penalty, seen / repeat_penalty)
             logits = logits.scatter(1, tokens[:, :step], seen)
-        lprobs = logits.log_softmax(dim=-1)
+        lprobs = torch.log_softmax(logits, dim=-1, out=lprobs_buffer[: logits.size(0)])
         if greedy:
             next_words = logits.argmax(dim=-1)
         else:
@@ -448,6 +522,7 @@ def sample(
         pos_scores[:, step] = lprobs.gather(1, next_words.unsqueeze(1)).squeeze(1)
         if attention is not None:
             attention[:, step] = _last_layer_attention(out)[:, -1]
+        out = logits = None  # frees the logits before the next step allocates its own
 
         done = alive if step == max_len - 1 else next_words.eq(ids.eos) & alive
         if done.any():
@@ -455,13 +530,13 @@ def sample(
             alive = alive & ~done
             if not alive.any():
                 break
-            if _worth_compacting(alive):
+            if _worth_compacting(alive, free=state.shares_source):
                 keep = alive.nonzero().squeeze(1)
                 tokens, pos_scores = tokens[keep], pos_scores[keep]
                 sentence_ids, alive = sentence_ids[keep], alive[keep]
                 if attention is not None:
                     attention = attention[keep]
-                state.select_rows(keep)
+                state.select_rows(keep, sentences=keep)
     return results  # type: ignore[return-value]
 
 

@@ -85,6 +85,11 @@ Hypothesis = dict[str, Any]
 _OPTION_COMMAND = re.compile(r"!\s*(?P<name>\w+)\s*=\s*(?P<value>\S+)\s*")
 # Rows x positions x vocabulary floats computed at once by the teacher-forced pass (bounds its memory to ~512 MiB).
 _FORCED_PASS_FLOATS = 2**27
+# Without `lines_per_batch`, a batch holds at most this many decoder rows (lines x beams). Beam search's memory grows
+# with its rows (the self-attention cache and the rows x vocabulary scores of each step) while, past a few hundred
+# rows, speed no longer does: measured on the Bible test set at beam 5, 2048-token batches decoded as fast as
+# 4096-token ones (~111 lines, 555 rows) with ~220 MiB less peak memory (benchmarks/RESULTS.md, decoding).
+_MAX_DECODER_ROWS = 256
 
 
 class TextGenerator:
@@ -252,7 +257,7 @@ class TextGenerator:
         if decoding.seed is not None:
             torch.manual_seed(decoding.seed)
         with self._attention_for(layers):
-            for batch in length_sorted_batches(lengths, decoding.batch_size, decoding.lines_per_batch):
+            for batch in length_sorted_batches(lengths, decoding.batch_size, lines_per_batch(decoding)):
                 indices = [pending[position] for position in batch]
                 batch_targets = [targets[index] for index in indices] if targets is not None else None
                 outputs = self._decode_batch(
@@ -735,6 +740,15 @@ def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], l
         sources.append(source)
         targets.append(target)
     return list(dict.fromkeys(sources)), list(dict.fromkeys(targets))
+
+
+def lines_per_batch(decoding: DecodingOptions) -> int:
+    """Most lines in a decoding batch: `decoding.lines_per_batch`, or by default as many lines as fit in 256 decoder
+    rows (lines x beams, or x `n_best`), which bounds beam search's memory without slowing it down."""
+    if decoding.lines_per_batch is not None:
+        return decoding.lines_per_batch
+    rows_per_line = max(1 if decoding.sampling else decoding.beam_size, decoding.n_best)
+    return max(1, _MAX_DECODER_ROWS // rows_per_line)
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

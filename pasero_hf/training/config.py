@@ -5,7 +5,7 @@ flag. Precedence, lowest first: dataclass defaults, the `-c` YAML files in order
 
     accelerate launch recipes/train_mt.py -c recipes/configs/bible-en-es.yaml --lr 1e-4 --model-dir models/x
 
-`TrainingConfig.to_training_arguments()` derives the Hugging Face `Seq2SeqTrainingArguments` the trainer runs with.
+`pasero_hf.training.run.training_arguments(config)` derives the Hugging Face `Seq2SeqTrainingArguments` from it.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
 
     Args:
         model: any encoder-decoder model with a `logits` output (Pasero, M2M100, Marian...), possibly PEFT-wrapped.
-        args: `Seq2SeqTrainingArguments` (see `TrainingConfig.to_training_arguments`).
+        args: `Seq2SeqTrainingArguments` (see `pasero_hf.training.run.training_arguments`).
         train_dataset: an iterable of ready batches for this rank (a `TrainStream`), or None to only validate.
         eval_dataset: validation sets by name (`pasero_hf.data.ValidSet`: batches, sources, references).
         processing_class: the tokenizer, saved with every checkpoint and used to detokenize hypotheses.

@@ -150,6 +150,10 @@ class PaseroAttention(nn.Module):
             # Only eager attention returns weights: asking for them switches this call to eager, not to `None`s.
             implementation = "eager"
         attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        rows, length = query.shape[0], query.shape[2]
+        beams = rows // key.shape[0]
+        if beams > 1:
+            query = self._group_beams(query, beams)
         output, weights = attention_fn(
             self,
             query,
@@ -159,8 +163,24 @@ class PaseroAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
         )
+        if beams > 1:
+            output = output.reshape(rows, length, *output.shape[2:])
+            if weights is not None:
+                weights = weights.unflatten(2, (beams, length)).transpose(1, 2).flatten(0, 1)
         output = self.out_proj(output.reshape(*hidden_states.shape[:-1], -1))
         return output, weights
+
+    def _group_beams(self, query: torch.Tensor, beams: int) -> torch.Tensor:
+        """Cross-attention with one copy of the source per sentence (as `PaseroForConditionalGeneration.
+        supports_shared_encoder_states` allows): the (B * beams, H, T, D) queries of consecutive beams become the
+        queries of their sentence, (B, H, beams * T, D), so that source keys and values are neither copied per beam nor
+        read once per beam."""
+        if not self.is_cross_attention or query.shape[0] % beams:
+            raise ValueError(
+                f"{query.shape[0]} query rows for {query.shape[0] // beams} key/value rows: only cross-attention may "
+                "have fewer key/value rows, and then a whole number of beams per source"
+            )
+        return query.unflatten(0, (-1, beams)).transpose(1, 2).flatten(2, 3)
 
 
 class PaseroAdapter(nn.Module):
@@ -744,6 +764,10 @@ class PaseroModel(PaseroPreTrainedModel):
 
 class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
     """Pasero encoder-decoder with its output projection, for training (cross-entropy on `labels`) and `generate`."""
+
+    # The decoder accepts encoder states (and source mask) with one row per sentence for decoder inputs with several
+    # consecutive rows (beams) per sentence: beam search then keeps one copy of the source per sentence.
+    supports_shared_encoder_states = True
 
     def __init__(self, config: PaseroConfig):
         super().__init__(config)
