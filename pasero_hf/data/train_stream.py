@@ -92,6 +92,9 @@ class TrainStream(torch.utils.data.IterableDataset):
             self.sizes, [c.lang_pair for c in corpora], [c.multiplier for c in corpora],
             [c.probability for c in corpora], config.lang_temperature,
         )
+        # A buffer larger than the data would hold several epochs of a corpus at once, and length sorting would then
+        # put the copies of a pair into the same batch: cap it at one pass over the data.
+        self.buffer_size = int(min(config.buffer_size, self.sizes.sum()))
         self._batch_by = list(config.batch_by or [])
         self.steps = 0
         self._cursors: list[_Cursor] = []
@@ -113,7 +116,7 @@ class TrainStream(torch.utils.data.IterableDataset):
     def _buffer_batches(self, buffer_index: int, draws: np.ndarray) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
         """The batches of (corpus, example index) of one buffer, and the per-corpus draw counts after it."""
         rng = np.random.default_rng([self.config.seed, 0, buffer_index])
-        choices = rng.choice(len(self.corpora), size=self.config.buffer_size, p=self.probabilities)
+        choices = rng.choice(len(self.corpora), size=self.buffer_size, p=self.probabilities)
         counts = np.bincount(choices, minlength=len(self.corpora))
         groups: dict[tuple, list[int]] = {}
         for corpus in range(len(self.corpora)):

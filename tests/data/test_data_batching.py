@@ -98,6 +98,17 @@ def test_every_pair_once_per_epoch(iso_config, iso_tokenizer, iso_dir):
     assert sorted(labels) == sorted(expected)
 
 
+def test_buffer_larger_than_the_data_never_puts_copies_of_a_pair_in_one_batch(iso_config, iso_tokenizer, iso_dir):
+    # A 10x-too-large buffer would hold 10 epochs of en-ko at once; length sorting would then batch the copies of
+    # each pair together. The stream caps the buffer at one pass over the data instead.
+    lines = (iso_dir / "en-ko" / "train.ko").read_text(encoding="utf-8").splitlines()
+    config = iso_config(targets=["ko"], buffer_size=10 * len(lines), max_len=256, batch_size=1024)
+    stream = build_train_dataset(config, iso_tokenizer, decoder_start_token_id=START)
+    plan, draws = stream._buffer_batches(0, np.zeros(1, dtype=np.int64))
+    assert int(draws[0]) == len(lines)
+    assert all(len(set(batch)) == len(batch) for batch in plan)
+
+
 def test_train_length_filter_and_ratio(iso_config, iso_tokenizer):
     config = iso_config(targets=["de"], max_source_len=5, max_target_len=4, min_len_ratio=0.5, max_len_ratio=1.5)
     stream = build_train_dataset(config, iso_tokenizer, decoder_start_token_id=START)
