@@ -49,7 +49,7 @@ class DecodingOptions:
         sampling_topk: sample among the k most likely tokens (0: all).
         sampling_topp: nucleus sampling probability mass (1: all).
         batch_size: maximum number of tokens per batch (longest source x lines, padding included).
-        lines_per_batch: maximum number of lines per batch (None: no limit).
+        lines_per_batch: maximum number of lines per batch (None: at most 256 decoder rows, i.e. lines x beams).
         max_source_len: sources longer than this (in tokens, special tokens included) are truncated.
         seed: seed of the sampling generator (None: torch's global generator).
         search: "pasero" (Pasero's exact search), "hf" (`model.generate`) or "auto" (Pasero's for Pasero models).

@@ -337,9 +337,12 @@ class PaseroPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Linear) and hasattr(module, "adapter_init"):
             init_adapter_projection(module)
         elif isinstance(module, nn.Linear):
-            init.xavier_uniform_(module.weight)
+            # PyTorch's default Linear initialization, which Pasero keeps: with Xavier instead, the same training
+            # run learns markedly slower per step.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
-                init.zeros_(module.bias)
+                bound = 1 / math.sqrt(module.in_features)
+                init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=module.embedding_dim**-0.5)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
