@@ -3,6 +3,7 @@ parallelism and FSDP2 with plain torch.distributed (stock accelerate runs neithe
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,18 @@ pytestmark = pytest.mark.distributed
 
 
 def launch(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
+    """Runs a launcher in its own process group; on timeout the whole group is killed, so worker processes of a
+    hung collective do not outlive the test."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{command[2]} timed out after {timeout} s:\n{stderr[-4000:]}")
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
