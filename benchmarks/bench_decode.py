@@ -108,7 +108,7 @@ def marian_copy(pasero_model):
     return marian
 
 
-def prepare(workdir: Path, lines: int, queue) -> None:
+def prepare(workdir: Path, checkpoint: Path, lines: int, queue) -> None:
     """In a fresh process: convert the fixture, save its Marian copy and CTranslate2 conversions; report the model
     directories and the source lines (the parent never loads torch, so children's peak RSS are their own)."""
     from transformers import AutoTokenizer
@@ -117,7 +117,7 @@ def prepare(workdir: Path, lines: int, queue) -> None:
     from pasero_hf.models.pasero import PaseroForConditionalGeneration
     from pasero_hf.models.pasero.convert_pasero_checkpoint import convert_pasero_checkpoint
 
-    paths = {"pasero": convert_pasero_checkpoint(FIXTURE, workdir / "pasero")}
+    paths = {"pasero": convert_pasero_checkpoint(checkpoint, workdir / "pasero")}
     pasero = PaseroForConditionalGeneration.from_pretrained(paths["pasero"]).eval()
     paths["marian"] = workdir / "marian"
     marian_copy(pasero).save_pretrained(paths["marian"])
@@ -134,7 +134,12 @@ def prepare(workdir: Path, lines: int, queue) -> None:
     except Exception as error:  # reported in the table: CTranslate2 is optional
         print(f"CTranslate2 unavailable: {type(error).__name__}: {error}", file=sys.stderr)
     sources = (bible_en_es_dir() / "test.en").read_text(encoding="utf-8").splitlines()[:lines]
-    queue.put((paths, sources))
+    config = pasero.config
+    description = (
+        f"embed {config.embed_dim}, {config.encoder_layers}+{config.decoder_layers} layers, FFN {config.encoder_ffn_dim}, "
+        f"{pasero.num_parameters():,} parameters"
+    )
+    queue.put((paths, sources, description))
 
 
 def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
@@ -151,9 +156,12 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
     from pasero_hf.generation.text_generator import TextGenerator, lines_per_batch
 
     tokenizer = AutoTokenizer.from_pretrained(paths["pasero"])
-    source_ids = [tokenizer(line)["input_ids"] for line in sources]
     max_lines = lines_per_batch(DecodingOptions(beam_size=beam_size, batch_size=batch_size))
-    batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size, max_lines)
+
+    def encode():
+        """Every system starts from text, as TextGenerator does: tokenization and batching are timed."""
+        source_ids = tokenizer(sources)["input_ids"]
+        return source_ids, length_sorted_batches([len(ids) for ids in source_ids], batch_size, max_lines)
 
     if system == "ours":
         generator = TextGenerator.from_pretrained(
@@ -171,6 +179,7 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
 
         def decode():
             outputs = [""] * len(sources)
+            source_ids, batches = encode()
             with torch.inference_mode():
                 for batch in batches:
                     width = max(len(source_ids[i]) for i in batch)
@@ -191,10 +200,11 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
             queue.put((system, None))
             return
         translator = ctranslate2.Translator(str(paths[key]), device="cpu", intra_threads=threads, inter_threads=1)
-        source_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in source_ids]
 
         def decode():
             outputs = [""] * len(sources)
+            source_ids, batches = encode()
+            source_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in source_ids]
             for batch in batches:
                 results = translator.translate_batch(
                     [source_tokens[i] for i in batch], beam_size=beam_size, max_decoding_length=MAX_OUTPUT_LEN,
@@ -233,6 +243,8 @@ def measure(system, paths, sources, beam_size, args) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=FIXTURE,
+                        help="original Pasero checkpoint directory, en-es (default: the bundled tiny fixture)")
     parser.add_argument("--lines", type=int, default=344, help="Bible test lines to decode (344 = all)")
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--batch-size", type=int, default=4096, help="tokens per batch")
@@ -245,7 +257,7 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        paths, sources = in_child(prepare, Path(workdir), args.lines)
+        paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines)
         for beam_size in args.beam_sizes:
             results = {system: measure(system, paths, sources, beam_size, args) for system in args.systems}
             baseline = results.get("ours")
@@ -268,17 +280,20 @@ def main() -> None:
                "speed vs ours", "peak RSS MiB", "outputs = ours", ""]
     table = markdown_table(headers[:-1], [row[:-1] for row in rows])
     notes = (
-        f"{len(sources)} Bible test lines, converted tiny Pasero en-es (embed 64, 2+2 layers), batches of "
+        f"{len(sources)} Bible test lines, `{args.checkpoint.name}` converted ({description}), batches of "
         f"{args.batch_size} tokens and at most TextGenerator's default lines per batch (which caps lines x beam "
         f"size) for every system, max {MAX_OUTPUT_LEN} output tokens, {args.threads} thread(s) per system, "
-        f"{args.repeats} timed runs after {args.warmup} warm-up. Each system runs in its own process (peak RSS is its "
-        "own). 'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
+        f"{args.repeats} timed runs after {args.warmup} warm-up. Every system goes from text to text (tokenization, "
+        "batching and detokenization are timed) and, as by default, returns no per-token scores (greedy search then "
+        "skips the log-softmax). Each system runs in its own process (peak RSS is its own: imports, model, "
+        "decoding). 'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
         "marian-same-weights: the same weights in transformers' MarianMTModel (post-norm, like the fixture)."
     )
     print(table)
     print(notes)
     if not args.no_update:
-        update_results("decoding", table + "\n\n" + notes, command="python benchmarks/bench_decode.py " +
+        section = "decoding" if args.checkpoint == FIXTURE else f"decoding, {args.checkpoint.name}"
+        update_results(section, table + "\n\n" + notes, command="python benchmarks/bench_decode.py " +
                        " ".join(sys.argv[1:]))
 
 

@@ -43,14 +43,15 @@ class Hypothesis:
         score: sum of the log-probabilities of `tokens` (higher is better).
         normalized_score: `score / (len(tokens) + 1) ** len_penalty`, the key Pasero ranks n-best lists by.
         pos_scores: log-probability of each token in `tokens`.
+        The three scores are None after greedy search with `return_scores=False`.
         cross_attention: `(len(tokens), source_len)` cross-attention of the last decoder layer averaged over heads
             (source padding removed); only when `output_attentions=True`.
     """
 
     tokens: list[int]
-    score: float
-    normalized_score: float
-    pos_scores: list[float]
+    score: float | None
+    normalized_score: float | None
+    pos_scores: list[float] | None
     cross_attention: Tensor | None = None
 
 
@@ -257,13 +258,13 @@ def _normalize(score: Tensor, length: int, len_penalty: float) -> float:
     return (score / (length + 1) ** len_penalty).item()
 
 
-def _make_hypothesis(tokens: Tensor, pos_scores: Tensor, score: Tensor, attention: Tensor | None,
+def _make_hypothesis(tokens: Tensor, pos_scores: Tensor | None, score: Tensor | None, attention: Tensor | None,
                      source_mask: Tensor, len_penalty: float) -> Hypothesis:
     return Hypothesis(
         tokens=tokens.tolist(),
-        score=score.item(),
-        normalized_score=_normalize(score, len(tokens), len_penalty),
-        pos_scores=pos_scores.tolist(),
+        score=None if score is None else score.item(),
+        normalized_score=None if score is None else _normalize(score, len(tokens), len_penalty),
+        pos_scores=None if pos_scores is None else pos_scores.tolist(),
         cross_attention=None if attention is None else attention[:, source_mask].cpu(),
     )
 
@@ -449,6 +450,7 @@ def sample(
     output_attentions: bool = False,
     generator: torch.Generator | None = None,
     encoder_outputs: BaseModelOutput | None = None,
+    return_scores: bool = True,
 ) -> list[list[Hypothesis]]:
     """Greedy search (`greedy=True`) or random sampling, one hypothesis per sentence, as Pasero's `sampling`.
 
@@ -457,7 +459,8 @@ def sample(
     `repeat_penalty` divides positive logits (multiplies negative ones) of every token already in the decoder input,
     the start token and prefix included, as Pasero does. A sentence stops at EOS or after `max_output_len` tokens.
     `pos_scores` are the log-probabilities under the model (after the repeat penalty, before temperature, top-k and
-    top-p).
+    top-p). Greedy search with `return_scores=False` skips the log-softmax, as Pasero does (the argmax of the logits
+    is the same token): its hypotheses have no scores.
     """
     if top_k and top_p < 1.0:
         raise ValueError("top_k and top_p cannot be combined: set top_k=0 or top_p=1.0")
@@ -483,16 +486,17 @@ def sample(
         attention = torch.zeros(batch_size, max_len, attention_mask.size(1), device=device)
         attention[:, 1:prompt_len] = _last_layer_attention(out)[:, :-1]
     sentence_ids = torch.arange(batch_size, device=device)
-    lprobs_buffer = torch.empty(batch_size, out.logits.size(-1), device=device)  # see beam_search
+    scored = return_scores or not greedy
+    lprobs_buffer = torch.empty(batch_size, out.logits.size(-1), device=device) if scored else None  # see beam_search
     alive = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows of done sentences may stay a while
     results: list[list[Hypothesis] | None] = [None] * batch_size
 
     def finish(rows: Tensor, length: int) -> None:
         for row, s in zip(rows.tolist(), sentence_ids[rows].tolist()):
-            pos = pos_scores[row, 1:length]
+            pos = pos_scores[row, 1:length] if scored else None
             hyp = _make_hypothesis(
-                tokens[row, 1:length], pos, pos.sum(), None if attention is None else attention[row, 1:length],
-                source_masks[s], len_penalty,
+                tokens[row, 1:length], pos, None if pos is None else pos.sum(),
+                None if attention is None else attention[row, 1:length], source_masks[s], len_penalty,
             )
             results[s] = [hyp]
 
@@ -504,10 +508,14 @@ def sample(
             seen = logits.gather(1, tokens[:, :step])
             seen = torch.where(seen < 0, seen * repeat_penalty, seen / repeat_penalty)
             logits = logits.scatter(1, tokens[:, :step], seen)
-        lprobs = torch.log_softmax(logits, dim=-1, out=lprobs_buffer[: logits.size(0)])
-        if greedy:
+        if not scored:
             next_words = logits.argmax(dim=-1)
+            next_scores = None
+        elif greedy:  # Pasero's argmax of the log-probabilities; `max` also gives their value
+            lprobs = torch.log_softmax(logits, dim=-1, out=lprobs_buffer[: logits.size(0)])
+            next_scores, next_words = lprobs.max(dim=-1)
         else:
+            lprobs = torch.log_softmax(logits, dim=-1, out=lprobs_buffer[: logits.size(0)])
             sampling_lprobs = lprobs if temperature == 1.0 else (logits / temperature).log_softmax(dim=-1)
             if top_k:
                 top = sampling_lprobs.topk(top_k, dim=-1)
@@ -518,8 +526,10 @@ def sample(
                 probs, candidates = sampling_lprobs.exp(), None
             next_words = torch.multinomial(probs, 1, replacement=True, generator=generator)
             next_words = (next_words if candidates is None else candidates.gather(1, next_words)).squeeze(1)
+            next_scores = lprobs.gather(1, next_words.unsqueeze(1)).squeeze(1)
         tokens[:, step] = next_words
-        pos_scores[:, step] = lprobs.gather(1, next_words.unsqueeze(1)).squeeze(1)
+        if next_scores is not None:
+            pos_scores[:, step] = next_scores
         if attention is not None:
             attention[:, step] = _last_layer_attention(out)[:, -1]
         out = logits = None  # frees the logits before the next step allocates its own
@@ -559,6 +569,7 @@ def pasero_search(
     output_attentions: bool = False,
     generator: torch.Generator | None = None,
     encoder_outputs: BaseModelOutput | None = None,
+    return_scores: bool = True,
 ) -> list[list[Hypothesis]]:
     """Decodes a batch of source sentences the way Pasero's `pasero-decode` does.
 
@@ -581,6 +592,8 @@ def pasero_search(
         generator: random generator for sampling, for reproducible samples.
         encoder_outputs: the encoder's outputs for `input_ids`, if the caller already has them (saves encoding
             twice); `input_ids` is then not used and may be None.
+        return_scores: False lets greedy search skip the log-softmax (its hypotheses then have no scores), as
+            Pasero does; beam search and sampling always score.
 
     Returns:
         for each sentence, its hypotheses best first (by `normalized_score`).
@@ -594,7 +607,7 @@ def pasero_search(
             model, input_ids, attention_mask, max_output_len=max_output_len, len_penalty=len_penalty,
             greedy=not sampling, temperature=temperature, top_k=top_k, top_p=top_p, repeat_penalty=repeat_penalty,
             prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions,
-            generator=generator, encoder_outputs=encoder_outputs,
+            generator=generator, encoder_outputs=encoder_outputs, return_scores=return_scores,
         )
     if n_best > beam_size:
         raise ValueError(f"n_best={n_best} is larger than beam_size={beam_size}")

@@ -201,7 +201,9 @@ class TextGenerator:
 
         Returns:
             per sentence, its n-best list of dicts with `src_tokens`, `prompt_tokens`, `tokens`, `detok`, `score`,
-            `normalized_score` and, on request, `pos_scores` and the layers.
+            `normalized_score` and, on request, `pos_scores` and the layers. As in Pasero, greedy search of a
+            Pasero model without `return_scores` skips the log-softmax: its hypotheses have no `score` and
+            `normalized_score`.
         """
         hypotheses, truncated = self._decode(
             list(sentences),
@@ -292,7 +294,9 @@ class TextGenerator:
         if targets is not None:
             hyp_ids, search_scores = [[target] for target in targets], None
         elif use_pasero_search:
-            hyp_ids, search_scores = self._pasero_search(input_ids, attention_mask, prompt, model_kwargs, decoding)
+            hyp_ids, search_scores = self._pasero_search(
+                input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores
+            )
         else:
             hyp_ids, search_scores = self._generate(encoder_out, attention_mask, prompt, model_kwargs, decoding), None
 
@@ -334,7 +338,7 @@ class TextGenerator:
             return getattr(self.model.config, "model_type", None) == "pasero"
         return decoding.search == "pasero"
 
-    def _pasero_search(self, input_ids, attention_mask, prompt, model_kwargs, decoding):
+    def _pasero_search(self, input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores):
         from pasero_hf.generation.beam_search import pasero_search
 
         generator = None
@@ -356,10 +360,14 @@ class TextGenerator:
             prefix_ids=prefix or None,
             model_kwargs=model_kwargs or None,
             generator=generator,
+            return_scores=return_scores,
         )
         # our hypotheses exclude the forced prefix (it belongs to the prompt): drop it from tokens and scores
         hyp_ids = [[list(hyp.tokens)[len(prefix):] for hyp in nbest] for nbest in nbests]
-        scores = [[[-float(s) for s in hyp.pos_scores][len(prefix):] for hyp in nbest] for nbest in nbests]
+        scores = [
+            [None if hyp.pos_scores is None else [-float(s) for s in hyp.pos_scores][len(prefix):] for hyp in nbest]
+            for nbest in nbests
+        ]
         return hyp_ids, scores
 
     def _generation_config(self, decoding: DecodingOptions):
@@ -463,19 +471,21 @@ class TextGenerator:
         return results
 
     def _hypothesis(self, source, prompt, tokens, pos_scores, decoding, return_scores) -> Hypothesis:
-        score = float(sum(pos_scores))
+        """`pos_scores` is None after Pasero's greedy search without `return_scores`: no scores then."""
         hypothesis: Hypothesis = {
             "src_tokens": self.tokenizer.convert_ids_to_tokens(source) if source is not None else None,
             "prompt_tokens": self.tokenizer.convert_ids_to_tokens(prompt),
             "tokens": self.tokenizer.convert_ids_to_tokens(tokens),
             "detok": self.tokenizer.decode(tokens, skip_special_tokens=True),
-            "score": score,
-            "normalized_score": score / (len(tokens) + 1) ** decoding.len_penalty,
         }
         if hypothesis["src_tokens"] is None:
             del hypothesis["src_tokens"]
-        if return_scores:
-            hypothesis["pos_scores"] = [float(value) for value in pos_scores]
+        if pos_scores is not None:
+            score = float(sum(pos_scores))
+            hypothesis["score"] = score
+            hypothesis["normalized_score"] = score / (len(tokens) + 1) ** decoding.len_penalty
+            if return_scores:
+                hypothesis["pos_scores"] = [float(value) for value in pos_scores]
         return hypothesis
 
     def _empty_hypothesis(self, prompt, return_scores, layers) -> Hypothesis:

@@ -167,6 +167,23 @@ class PaseroTokenizer(PreTrainedTokenizer):
         unk_id = self.dictionary.index(self.unk_token)
         return [added[token] if token in added else get(token, unk_id) for token in tokens]
 
+    def convert_ids_to_tokens(self, ids: int | list[int], skip_special_tokens: bool = False) -> str | list[str]:
+        if isinstance(ids, int):
+            return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
+        # like convert_tokens_to_ids: the base class's per-id path dominated the formatting of decoding outputs
+        skip = set(self.all_special_ids) if skip_special_tokens else ()
+        added = self._added_tokens_decoder
+        symbols = self.dictionary.tokens
+        tokens = []
+        for index in map(int, ids):
+            if index in skip:
+                continue
+            if index in added:
+                tokens.append(added[index].content)
+            else:
+                tokens.append(symbols[index] if 0 <= index < len(symbols) else self.unk_token)
+        return tokens
+
     def _convert_token_to_id(self, token: str) -> int:
         return self.dictionary.index(token)
 

@@ -24,6 +24,21 @@ def test_outputs_equal_the_original_pasero_decode(pasero_generator, test_lines, 
     assert [nbest[0]["detok"] for nbest in results] == expected[:N_LINES]
 
 
+def test_greedy_search_scores_only_on_request(pasero_generator, test_lines):
+    """As in Pasero, greedy search skips the log-softmax unless scores are asked for: same outputs, no scores."""
+    lines = test_lines[:N_LINES]
+    plain = pasero_generator.decode(*lines, source_lang="en", target_lang="es", beam_size=1)
+    scored = pasero_generator.decode(*lines, source_lang="en", target_lang="es", beam_size=1, return_scores=True)
+    assert [nbest[0]["tokens"] for nbest in plain] == [nbest[0]["tokens"] for nbest in scored]
+    assert all("score" not in nbest[0] and "pos_scores" not in nbest[0] for nbest in plain)
+    for nbest in scored:
+        hyp = nbest[0]
+        assert len(hyp["pos_scores"]) == len(hyp["tokens"]) and all(value >= 0 for value in hyp["pos_scores"])
+        assert hyp["score"] == pytest.approx(sum(hyp["pos_scores"]), rel=1e-5)
+    beam = pasero_generator.decode(lines[0], source_lang="en", target_lang="es", beam_size=5)[0][0]
+    assert "score" in beam and "normalized_score" in beam  # beam search always scores
+
+
 def parse_verbose(text):
     entries = {}
     for line in text.splitlines():

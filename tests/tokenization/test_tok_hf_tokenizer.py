@@ -57,6 +57,23 @@ def test_decode_gives_cased_detokenized_text(bible_tokenizer):
     assert "<T>" in bible_tokenizer.convert_ids_to_tokens(ids)
 
 
+def test_ids_to_tokens_like_the_base_class(models_dir):
+    """The list path of convert_ids_to_tokens is ours (speed): same tokens as transformers' per-id path, added tokens,
+    special-token skipping and out-of-range ids included."""
+    from transformers import PreTrainedTokenizer
+
+    model = models_dir / "bible-en-es-8k"
+    tokenizer = PaseroTokenizer(bpe_file=str(model / "bpecodes"), dict_file=str(model / "dict.txt"))
+    tokenizer.add_tokens(["<new_token>"])
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<special_new>"]})
+    ids = tokenizer("And GOD said: <new_token> <special_new>")["input_ids"] + [0, 1, 3, len(tokenizer) + 5]
+    assert tokenizer.convert_ids_to_tokens(ids[1]) == tokenizer.convert_ids_to_tokens(ids[:2])[1]
+    for skip in (False, True):
+        ours = tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip)
+        assert ours == PreTrainedTokenizer.convert_ids_to_tokens(tokenizer, ids, skip_special_tokens=skip)
+    assert "<new_token>" in ours and "<special_new>" not in ours and "</s>" not in ours
+
+
 def test_language_codes_like_pasero(models_dir):
     model = models_dir / "TED-top20"
     tokenizer = PaseroTokenizer(

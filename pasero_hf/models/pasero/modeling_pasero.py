@@ -248,13 +248,14 @@ class _PaseroLayer(GradientCheckpointingLayer):
         if self.prenorm:
             x = norm(x)
         x, *extra = block(x)
-        x = residual + self.dropout(x)
+        x = residual + (self.dropout(x) if self.training else x)
         if not self.prenorm:
             x = norm(x)
         return (x, *extra)
 
     def feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.fc2(self.activation_dropout(self.activation(self.fc1(x)))),)
+        x = self.activation(self.fc1(x))
+        return (self.fc2(self.activation_dropout(x) if self.training else x),)
 
     def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
         for name in adapter_names:
@@ -619,8 +620,10 @@ class PaseroDecoder(_PaseroStack):
 
     def _self_attention_mask(
         self, attention_mask: torch.Tensor | None, past_length: int, x: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         length = x.shape[1]
+        if length == 1 and attention_mask is None:
+            return None  # one new position sees every cached one: incremental decoding needs no mask
         total = past_length + length
         query_positions = torch.arange(past_length, total, device=x.device)[:, None]
         keep = (torch.arange(total, device=x.device)[None, :] <= query_positions)[None, None]
