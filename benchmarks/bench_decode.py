@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, peak_rss_mb, summarize, time_repeats, update_results  # noqa: E402
+from common import markdown_table, peak_rss_mb, record_bars, summarize, time_repeats, update_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "pasero-tiny-en-es"
@@ -223,6 +224,38 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
     queue.put((system, {"times": times, "outputs": outputs, "target_tokens": target_tokens, "rss": peak_rss_mb()}))
 
 
+def decoding_bars(beam_size: int, results: dict[str, dict | None], lines: int) -> list[tuple]:
+    """The issue's bars for one search: no overhead over raw generate, within 2x of CTranslate2 fp32, and identical
+    greedy outputs for ours, raw generate and Marian."""
+    def median(system: str) -> float | None:
+        result = results.get(system)
+        return statistics.median(result["times"]) if result else None
+
+    def spread(system: str) -> str:
+        times = results[system]["times"]
+        return f"{statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})"
+
+    ours, raw, ct2 = median("ours"), median("raw-generate"), median("ct2-fp32")
+    search = "greedy" if beam_size == 1 else f"beam {beam_size}"
+    bars = []
+    if ours and raw:
+        bars.append((f"decoding {search}: ours vs raw generate, same weights", ">= 1.0x",
+                     f"{raw / ours:.2f}x (ours {spread('ours')}, raw {spread('raw-generate')})", raw / ours >= 1.0))
+    if ours and ct2:
+        bars.append((f"decoding {search}: CTranslate2 fp32 / ours (goal)", "<= 2.0x",
+                     f"{ours / ct2:.2f}x (ours {spread('ours')}, CTranslate2 {spread('ct2-fp32')})", ours / ct2 <= 2.0))
+    if beam_size == 1 and results.get("ours"):
+        others = [system for system in ("raw-generate", "marian-same-weights") if results.get(system)]
+        same = {
+            system: sum(a == b for a, b in zip(results[system]["outputs"], results["ours"]["outputs"]))
+            for system in others
+        }
+        bars.append(("greedy outputs identical: ours, raw generate, Marian", f"{lines}/{lines}",
+                     ", ".join(f"{system} {count}/{lines}" for system, count in same.items()) or "not measured",
+                     all(count == lines for count in same.values()) if same else None))
+    return bars
+
+
 def in_child(target, *args):
     """Run `target(*args, queue)` in a fresh spawned process and return what it put in the queue."""
     context = multiprocessing.get_context("spawn")
@@ -255,15 +288,16 @@ def main() -> None:
     parser.add_argument("--no-update", action="store_true", help="print the table without updating RESULTS.md")
     args = parser.parse_args()
 
-    rows = []
+    rows, bars = [], []
     with tempfile.TemporaryDirectory() as workdir:
         paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines)
         for beam_size in args.beam_sizes:
             results = {system: measure(system, paths, sources, beam_size, args) for system in args.systems}
+            bars += decoding_bars(beam_size, results, len(sources))
             baseline = results.get("ours")
             for system, result in results.items():
                 if result is None:
-                    rows.append([f"beam {beam_size}", system, "n/a", "", "", "", "", "", ""])
+                    rows.append([f"beam {beam_size}", system, "n/a", "", "", "", "", ""])
                     continue
                 stats = summarize(result["times"])
                 identical = (
@@ -274,11 +308,11 @@ def main() -> None:
                 rows.append([
                     f"beam {beam_size}", system, f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})",
                     speed, result["target_tokens"] / stats["median"], f"{ratio:.2f}x", result["rss"],
-                    f"{identical}/{len(sources)}", "",
+                    f"{identical}/{len(sources)}",
                 ])
     headers = ["search", "system", "seconds median (min-max)", "sentences/s", "target tokens/s",
-               "speed vs ours", "peak RSS MiB", "outputs = ours", ""]
-    table = markdown_table(headers[:-1], [row[:-1] for row in rows])
+               "speed vs ours", "peak RSS MiB", "outputs = ours"]
+    table = markdown_table(headers, rows)
     notes = (
         f"{len(sources)} Bible test lines, `{args.checkpoint.name}` converted ({description}), batches of "
         f"{args.batch_size} tokens and at most TextGenerator's default lines per batch (which caps lines x beam "
@@ -295,6 +329,7 @@ def main() -> None:
         section = "decoding" if args.checkpoint == FIXTURE else f"decoding, {args.checkpoint.name}"
         update_results(section, table + "\n\n" + notes, command="python benchmarks/bench_decode.py " +
                        " ".join(sys.argv[1:]))
+        record_bars(section, bars)
 
 
 if __name__ == "__main__":

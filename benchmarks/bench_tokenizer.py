@@ -8,6 +8,7 @@ extracted naver/pasero tree (imported at run time, never vendored). Output ident
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -15,7 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_info, markdown_table, peak_rss_mb, summarize, time_repeats, update_results  # noqa: E402
+from common import (  # noqa: E402
+    machine_info,
+    markdown_table,
+    peak_rss_mb,
+    record_bars,
+    summarize,
+    time_repeats,
+    update_results,
+)
 
 from pasero_hf.data.sample_data import bible_en_es_dir  # noqa: E402
 from pasero_hf.tokenization import PaseroBPE, load_vocabulary, train_bpe  # noqa: E402
@@ -77,7 +86,8 @@ def train_row(name: str, times: list[float], note: str) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pasero-src", help="extracted naver/pasero tree, to compare with the original tokenizer")
+    parser.add_argument("--pasero-src", default=os.environ.get("PASERO_SRC") or None,
+                        help="extracted naver/pasero tree, to compare with the original tokenizer (default: $PASERO_SRC)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-repeats", type=int, default=3, help="paired with the original's when compared")
     parser.add_argument("--no-update", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
@@ -106,7 +116,7 @@ def main() -> None:
         return stats["median"]
 
     ours = PaseroBPE.from_file(BPE_MODEL / "bpecodes")
-    encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
+    ours_median = encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
     with_vocab = PaseroBPE.from_file(BPE_MODEL / "bpecodes", vocabulary=load_vocabulary(BPE_MODEL / "dict.txt"))
     encode_row("pasero-hf PaseroBPE + dict as vocabulary", lambda: [with_vocab.tokenize(line) for line in lines])
 
@@ -124,7 +134,7 @@ def main() -> None:
     if args.pasero_src:
         original = load_original(args.pasero_src)(str(BPE_MODEL / "bpecodes"))
         mismatches = sum(ours.tokenize(line) != original.tokenize(line) for line in lines)
-        encode_row(
+        original_median = encode_row(
             "original Pasero",
             lambda: [original.tokenize(line) for line in lines],
             note=f"{mismatches} lines differ from ours",
@@ -174,14 +184,16 @@ def main() -> None:
     table = markdown_table(headers, rows)
     notes = [
         f"{n:,} lines (Bible train en+es), {args.repeats} timed runs after 1 warm-up (word caches warm).",
-        "The CPU is shared with other jobs: ratios are noisy; each row ran in the same process.",
+        "Each row ran in this process, one after the other: worst/best columns show the machine's noise.",
     ]
+    paired = {}
     for task, ratios in (("Encoding", encode_ratios), ("Training", train_ratios)):
         if ratios:
-            notes.append(
-                f"{task} speed-up over the original, paired runs: median {statistics.median(ratios):.1f}x "
-                f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {len(ratios)} pairs)."
+            paired[task] = (
+                f"paired runs: median {statistics.median(ratios):.1f}x (min {min(ratios):.1f}x, max {max(ratios):.1f}x "
+                f"over {len(ratios)} pairs)"
             )
+            notes.append(f"{task} speed-up over the original, {paired[task]}.")
     markdown = table + "\n\n" + "\n".join(f"- {note}" for note in notes)
     print(markdown)
     print(machine_info())
@@ -190,6 +202,21 @@ def main() -> None:
             f" --pasero-src {args.pasero_src}" if args.pasero_src else ""
         )
         update_results("Tokenizer", markdown, command=command)
+        if args.pasero_src:
+            encode_ratio = original_median / ours_median
+            train_ratio = statistics.median(original_train) / statistics.median(ours_train)
+            bars = [
+                ("encode 58k lines vs the original Pasero", ">= 4x, identical tokens",
+                 f"{encode_ratio:.1f}x by medians, {paired['Encoding']}; {mismatches} lines differ",
+                 encode_ratio >= 4 and mismatches == 0),
+                ("train 8000 merges vs the original Pasero (2 processes)", ">= 10x, identical merges",
+                 f"{train_ratio:.1f}x by medians, {paired['Training']}; identical merges: {identical}",
+                 train_ratio >= 10 and identical),
+            ]
+        else:
+            bars = [("tokenizer vs the original Pasero", ">= 4x encode, >= 10x train",
+                     "needs --pasero-src (or PASERO_SRC): a naver/pasero source tree", None)]
+        record_bars("tokenizer", bars)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,19 @@
 Both models train in this process, alternately, on the same pre-built batches, so the ratio holds on a busy machine.
 The original Pasero trained this model at ~1,930 target tokens/s with 1 thread and ~3,360 with 2 (same CPU).
 
-    python benchmarks/bench_train.py [--steps 30] [--warmup 5] [--threads 1 2]
+    python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--repeats 3] [--threads 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import machine_info, markdown_table, peak_rss_mb, update_results
+from common import machine_info, markdown_table, peak_rss_mb, record_bars, update_results
 from transformers import (
     M2M100Config,
     M2M100ForConditionalGeneration,
@@ -79,6 +80,10 @@ def tokens_per_second(clock: StepClock, batches: list[dict], warmup: int) -> flo
     return tokens / (clock.times[-1] - clock.times[warmup - 1])
 
 
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
 def run_pasero(batches: list[dict], vocab_size: int, warmup: int) -> float:
     torch.manual_seed(1)
     model = PaseroForConditionalGeneration(PaseroConfig.from_arch("transformer_small", vocab_size=vocab_size,
@@ -109,7 +114,8 @@ def run_m2m100(batches: list[dict], vocab_size: int, warmup: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed training steps per run")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each trainer per thread count (alternating)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     parser.add_argument("--batch-size", type=int, default=2048, help="tokens per batch (as the demo)")
@@ -127,19 +133,26 @@ def main() -> None:
         iterator = iter(stream)
         batches = [next(iterator) for _ in range(args.warmup + args.steps)]
 
-    rows = []
+    rows, bars = [], []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        pasero = run_pasero(batches, len(tokenizer), args.warmup)
-        m2m100 = run_m2m100(batches, len(tokenizer), args.warmup)
-        rows.append([threads, pasero, m2m100, pasero / m2m100])
-        print(f"{threads} thread(s): Pasero + PaseroSeq2SeqTrainer {pasero:,.0f} tgt tok/s, "
-              f"M2M100 + Seq2SeqTrainer {m2m100:,.0f} tgt tok/s", flush=True)
+        pasero, m2m100 = [], []
+        for _ in range(args.repeats):
+            pasero.append(run_pasero(batches, len(tokenizer), args.warmup))
+            m2m100.append(run_m2m100(batches, len(tokenizer), args.warmup))
+            print(f"{threads} thread(s): Pasero + PaseroSeq2SeqTrainer {pasero[-1]:,.0f} tgt tok/s, "
+                  f"M2M100 + Seq2SeqTrainer {m2m100[-1]:,.0f} tgt tok/s", flush=True)
+        ratios = [ours / theirs for ours, theirs in zip(pasero, m2m100)]
+        ratio = statistics.median(ratios)
+        rows.append([threads, spread(pasero), spread(m2m100), f"{ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"])
+        bars.append((f"training throughput, {threads} thread(s), vs M2M100 + Seq2SeqTrainer", ">= 1.0x",
+                     f"{ratio:.2f}x (pairs {min(ratios):.2f}-{max(ratios):.2f})", ratio >= 1.0))
     table = markdown_table(
-        ["torch threads", "Pasero + PaseroSeq2SeqTrainer (tgt tok/s)", "M2M100 + Seq2SeqTrainer (tgt tok/s)",
-         "ratio"], rows)
+        ["torch threads", "Pasero + PaseroSeq2SeqTrainer (tgt tok/s, median (min-max))",
+         "M2M100 + Seq2SeqTrainer (tgt tok/s, median (min-max))", "ratio, median of pairs (min-max)"], rows)
     mean_tokens = sum(int((b["labels"] != -100).sum()) for b in batches) / len(batches)
-    notes = (f"{args.steps} timed steps after {args.warmup} warm-up steps, batches of {args.batch_size} tokens "
+    notes = (f"{args.repeats} runs of each, alternating; each run: {args.steps} timed steps after {args.warmup} "
+             f"warm-up steps, batches of {args.batch_size} tokens "
              f"(~{mean_tokens:,.0f} target tokens each), 7.4M-parameter models, float32.\n\n"
              f"Data pipeline alone: {loader['batches_per_s']:,.1f} batches/s ({loader['tokens_per_s']:,.0f} tokens/s, "
              f"source + target). Peak RSS {peak_rss_mb():,.0f} MiB.\n\n"
@@ -147,8 +160,9 @@ def main() -> None:
              "~3,360 with 2 on the 2-core machine where the fixture was made.")
     print(notes)
     update_results("Training throughput", table + "\n\n" + notes,
-                   command=f"python benchmarks/bench_train.py --steps {args.steps} --threads "
+                   command=f"python benchmarks/bench_train.py --steps {args.steps} --repeats {args.repeats} --threads "
                            + " ".join(map(str, args.threads)))
+    record_bars("training", bars)
     print(machine_info())
 
 

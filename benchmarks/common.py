@@ -7,6 +7,7 @@ Every benchmark runs ours and its baselines in the same process, so ratios are c
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -17,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+# Each benchmark's latest bar checks, from which the "Bars" section at the top of RESULTS.md is rendered
+BARS_PATH = Path(__file__).resolve().parent / "bars.json"
 
 
 def cpu_model() -> str:
@@ -76,19 +79,39 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def update_results(section: str, markdown: str, command: str | None = None) -> None:
+def update_results(section: str, markdown: str, command: str | None = None, stamp: bool = True) -> None:
     """Replace (or append) the section `section` of RESULTS.md with `markdown`, stamped with date and machine.
 
     Written to a temporary file then renamed, so an interrupted benchmark never truncates the results.
     """
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
-    stamp = f"_{datetime.date.today().isoformat()} — {machine_info()}_"
+    header = f"_{datetime.date.today().isoformat()} — {machine_info()}_\n\n" if stamp else ""
     if command:
-        stamp += f"\n\nCommand: `{command}`"
-    body = f"{begin}\n## {section}\n\n{stamp}\n\n{markdown.strip()}\n{end}"
+        header += f"Command: `{command}`\n\n"
+    body = f"{begin}\n## {section}\n\n{header}{markdown.strip()}\n{end}"
     text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"
-    tmp = RESULTS_PATH.with_suffix(".md.tmp")
+    _write_atomically(RESULTS_PATH, text)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
-    os.replace(tmp, RESULTS_PATH)
+    os.replace(tmp, path)
+
+
+def record_bars(benchmark: str, bars: Sequence[tuple[str, str, str, bool | None]]) -> None:
+    """Replace `benchmark`'s rows of the "Bars" section of RESULTS.md: (bar, target, measured, met) each, where `met`
+    None means not measured this run (e.g. a baseline that is not installed)."""
+    stored = json.loads(BARS_PATH.read_text()) if BARS_PATH.exists() else {}
+    stored[benchmark] = {"date": datetime.date.today().isoformat(), "bars": [list(bar) for bar in bars]}
+    _write_atomically(BARS_PATH, json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
+    verdict = {True: "met", False: "**NOT met**", None: "not measured"}
+    rows = [
+        [name, entry["date"], bar, target, measured, verdict[met]]
+        for name, entry in stored.items()
+        for bar, target, measured, met in entry["bars"]
+    ]
+    update_results("Bars", markdown_table(["benchmark", "date", "bar", "target", "measured", "verdict"], rows),
+                   stamp=False)
