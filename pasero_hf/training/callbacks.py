@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
@@ -94,7 +95,32 @@ def _format(value) -> str:
 
 
 class QuietProgressCallback(ProgressCallback):
-    """The Hugging Face progress bar, without printing every log dict under it (LogLinesCallback prints lines)."""
+    """The Hugging Face progress bar, without printing every log dict under it (LogLinesCallback prints lines).
+
+    With a time budget (`max_seconds`), the bar counts the seconds spent of it, the step as a postfix: a bar of steps
+    would show the step cap and an ETA that mean nothing when time ends the run.
+    """
+
+    def __init__(self, max_seconds: float | None = None):
+        super().__init__()
+        self.max_seconds = max_seconds
+        self._start = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.max_seconds is None:
+            return super().on_train_begin(args, state, control, **kwargs)
+        self._start = time.monotonic()
+        self.current_step = state.global_step
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=math.ceil(self.max_seconds), unit="s", desc="time budget",
+                                     dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.max_seconds is None:
+            return super().on_step_end(args, state, control, **kwargs)
+        if state.is_world_process_zero:
+            self.training_bar.n = min(int(time.monotonic() - self._start), self.training_bar.total)
+            self.training_bar.set_postfix_str(f"step {state.global_step}/{state.max_steps}")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return

@@ -29,7 +29,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from pasero_hf.metrics import corpus_scores
 from pasero_hf.training import checkpoints
-from pasero_hf.training.callbacks import QuietProgressCallback
+from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback
 from pasero_hf.training.config import write_yaml_atomically
 from pasero_hf.training.loss import IGNORE_INDEX, label_smoothed_nll_sum
 from pasero_hf.training.schedules import inverse_sqrt_schedule
@@ -94,7 +94,9 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
         if self.pop_callback(ProgressCallback) is not None:
-            self.add_callback(QuietProgressCallback)
+            budgets = [callback.max_seconds for callback in self.callback_handler.callbacks
+                       if isinstance(callback, StopCallback) and callback.max_seconds is not None]
+            self.add_callback(QuietProgressCallback(min(budgets) if budgets else None))
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
         self.bleu_tok = bleu_tok

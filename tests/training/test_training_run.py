@@ -125,7 +125,7 @@ def test_ckpt_initializes_weights_only_and_continue_restores_the_step(straight_r
     assert result.global_step == 7  # one step after the checkpoint's 6
 
 
-def test_time_budget_stops_cleanly_with_a_checkpoint(straight_run, tmp_path):
+def test_time_budget_stops_cleanly_with_a_checkpoint(straight_run, tmp_path, capfd):
     config_path, _ = straight_run
     result = train(load_training_config(["-c", str(config_path), "--model-dir", str(tmp_path / "m"),
                                          "--max-steps", "1000", "--max-time", "0.0001"]))
@@ -133,6 +133,9 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(straight_run, tmp_path):
     assert result.global_step == 1
     assert checkpoints.latest_checkpoint(tmp_path / "m").name == "checkpoint-1"
     assert "valid | step 1 |" in (tmp_path / "m" / "train.log").read_text()  # final validation
+    # the progress bar counts the time budget, not the 1000-step cap
+    progress = capfd.readouterr().err
+    assert "time budget" in progress and "step 1/1000" in progress and "/1000 [" not in progress
 
 
 def test_adapters_train_only_adapter_weights(straight_run, tmp_path):

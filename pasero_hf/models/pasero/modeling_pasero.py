@@ -248,14 +248,13 @@ class _PaseroLayer(GradientCheckpointingLayer):
         if self.prenorm:
             x = norm(x)
         x, *extra = block(x)
-        x = residual + (self.dropout(x) if self.training else x)
+        x = residual + self.dropout(x)
         if not self.prenorm:
             x = norm(x)
         return (x, *extra)
 
     def feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-        x = self.activation(self.fc1(x))
-        return (self.fc2(self.activation_dropout(x) if self.training else x),)
+        return (self.fc2(self.activation_dropout(self.activation(self.fc1(x)))),)
 
     def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
         for name in adapter_names:
