@@ -155,7 +155,7 @@ def main() -> None:
         original_output = Path(workdir) / "original.bpecodes"
         trainer = load_original(args.pasero_src) if args.pasero_src else None
         for _ in range(args.train_repeats):
-            ours_train += time_repeats(lambda: train_bpe([str(p) for p in paths], 8000), 1, 0)
+            ours_train += time_repeats(lambda: train_bpe([str(p) for p in paths], 8000, threads=2), 1, 0)
             if trainer is not None:
                 original_train += time_repeats(
                     lambda: trainer.train(
@@ -165,7 +165,7 @@ def main() -> None:
                     0,
                 )
                 train_ratios.append(original_train[-1] / ours_train[-1])
-        rows.append(train_row("pasero-hf", ours_train, ""))
+        rows.append(train_row("pasero-hf (2 processes)", ours_train, ""))
         if args.pasero_src:
             identical = original_output.read_text(encoding="utf-8").splitlines()[1:] == [
                 f"{a} {b}" for a, b in train_bpe([str(p) for p in paths], 8000).bpe.merges

@@ -5,10 +5,11 @@ largest pair in string order) until `num_merges` merges or no pair occurs twice.
 updated incrementally, which is what makes this much faster than the original trainer.
 """
 
+import contextlib
 import gc
 import os
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -136,47 +137,58 @@ def language_of(path: str) -> str:
     return match.group(1)
 
 
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(lines)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+def _chunks(paths: Sequence[str], langs: Sequence[str], size: int) -> Iterator[tuple[str, list[str]]]:
+    """(language, lines) chunks of every file, file after file."""
+    for path, lang in zip(paths, langs):
+        with open(path, encoding="utf-8", errors="replace") as text_file:
+            while chunk := list(islice(text_file, size)):
+                yield lang, chunk
+
+
+def _count_chunk(splitting: WordSplitting, lang: str, lines: list[str]) -> tuple[str, Counter, int]:
+    raw, line_count = splitting.count_raw_words(lines)
+    return lang, splitting.split_words(raw), line_count
+
+
+def _bounded_map(executor: ProcessPoolExecutor, fn, jobs: Iterable[tuple], max_pending: int) -> Iterator:
+    """`fn(*job)` for each job, in order, with at most `max_pending` chunks read ahead (memory stays bounded)."""
+    pending: deque = deque()
+    for job in jobs:
+        pending.append(executor.submit(fn, *job))
+        if len(pending) >= max_pending:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def count_words(
     paths: Sequence[str], splitting: WordSplitting, threads: int = 1, progress: bool = False
 ) -> tuple[dict[str, Counter], dict[str, int]]:
-    """Word counts and non-empty line counts per language (one language 'any' for a single input)."""
+    """Word counts and non-empty line counts per language (one language 'any' for a single input).
+
+    With `threads` > 1, that many processes count chunks of lines, of all files at once."""
     from tqdm import tqdm
 
     langs = [language_of(path) for path in paths] if len(paths) > 1 else ["any"]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"training file not found: {path}")
     word_counts: dict[str, Counter] = defaultdict(Counter)
     line_counts: dict[str, int] = defaultdict(int)
-    executor = ProcessPoolExecutor(threads) if threads > 1 else None
-    try:
-        for path, lang in zip(paths, langs):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"training file not found: {path}")
-            raw: Counter = Counter()
-            line_count = 0
-            with (
-                open(path, encoding="utf-8", errors="replace") as text_file,
-                tqdm(desc=f"reading {path}", unit=" lines", disable=not progress) as bar,
-            ):
-                chunks = _chunks(text_file, _LINES_PER_CHUNK)
-                results = (
-                    map(splitting.count_raw_words, chunks)
-                    if executor is None
-                    else executor.map(splitting.count_raw_words, chunks)
-                )
-                for chunk_counts, chunk_lines in results:
-                    raw.update(chunk_counts)
-                    line_count += chunk_lines
-                    bar.update(chunk_lines)
-            word_counts[lang].update(splitting.split_words(raw))
+    jobs = ((splitting, lang, lines) for lang, lines in _chunks(paths, langs, _LINES_PER_CHUNK))
+    with (
+        tqdm(desc="counting words", unit=" lines", disable=not progress) as bar,
+        ProcessPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as executor,
+    ):
+        results = (
+            _bounded_map(executor, _count_chunk, jobs, max_pending=2 * threads)
+            if executor is not None
+            else (_count_chunk(*job) for job in jobs)
+        )
+        for lang, counts, line_count in results:
+            word_counts[lang].update(counts)
             line_counts[lang] += line_count
-    finally:
-        if executor is not None:
-            executor.shutdown()
+            bar.update(line_count)
     return dict(word_counts), dict(line_counts)
 
 
@@ -261,32 +273,21 @@ def _greedy_merges(word_counts: Counter, num_merges: int, progress: bool) -> tup
         deltas: dict[Merge, int] = defaultdict(int)
         for index in where.pop(best):
             symbols = words[index]
-            if left not in symbols:
-                continue  # stale index entry: an earlier merge consumed the pair in this word
-            # non-overlapping occurrences of `left right`, left to right
-            starts = []
-            last = len(symbols) - 1
-            i = 0
-            while True:
-                try:
-                    i = symbols.index(left, i)
-                except ValueError:
-                    break
-                if i < last and symbols[i + 1] == right:
-                    starts.append(i)
-                    i += 2
-                else:
-                    i += 1
+            n = len(symbols)
+            occurrences = symbols.count(left)
+            if occurrences == 1:  # the common case: no search loop (list.index raising would cost more)
+                start = symbols.index(left)
+                starts = [start] if start < n - 1 and symbols[start + 1] == right else []
+            elif occurrences:
+                starts = _pair_starts(symbols, left, right)
+            else:
+                starts = []
             if not starts:
                 continue  # stale index entry: an earlier merge consumed the pair in this word
             freq = freqs[index]
-            n = len(symbols)
             if len(starts) == 1:
                 # the common case, written out: two neighbour pairs change, `left right` itself is gone
                 start = starts[0]
-                merged = symbols[:start]
-                merged.append(joined)
-                merged += symbols[start + 2 :]
                 if start:
                     before = symbols[start - 1]
                     deltas[before, left] -= freq
@@ -297,7 +298,7 @@ def _greedy_merges(word_counts: Counter, num_merges: int, progress: bool) -> tup
                     deltas[right, after] -= freq
                     deltas[joined, after] += freq
                     where[joined, after].add(index)
-                words[index] = merged
+                symbols[start : start + 2] = [joined]  # in place: this word's list is not shared
                 continue
             merged = []
             new_sites = []
@@ -338,6 +339,20 @@ def _greedy_merges(word_counts: Counter, num_merges: int, progress: bool) -> tup
                 pair_counts.pop(pair, None)
     bar.close()
     return merges, {word: tuple(symbols) for word, symbols in zip(word_list, words)}
+
+
+def _pair_starts(symbols: list[str], left: str, right: str) -> list[int]:
+    """Positions of the non-overlapping occurrences of `left right` in `symbols`, left to right."""
+    starts = []
+    last = len(symbols) - 1
+    i = 0
+    while i < last:
+        if symbols[i] == left and symbols[i + 1] == right:
+            starts.append(i)
+            i += 2
+        else:
+            i += 1
+    return starts
 
 
 def subword_counts(word_counts: Counter, segmentations: dict[str, tuple]) -> Counter:

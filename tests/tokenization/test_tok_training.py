@@ -40,6 +40,19 @@ def test_same_files_as_original_trainer(bible_8k, edge_dir):
     assert (bible_8k / "dict.txt").read_bytes() == (reference / "dict.txt").read_bytes()
 
 
+def test_parallel_word_counting_is_the_same(bible_dir, monkeypatch):
+    """--threads: chunks of all files counted by several processes give the same counts as one process."""
+    from pasero_hf.tokenization import bpe_training
+    from pasero_hf.tokenization.bpe import BPEOptions
+
+    monkeypatch.setattr(bpe_training, "_LINES_PER_CHUNK", 3000)  # several chunks per file, both files in flight
+    paths = [str(bible_dir / "train.en"), str(bible_dir / "train.es")]
+    splitting = bpe_training.WordSplitting(BPEOptions())
+    serial = bpe_training.count_words(paths, splitting, threads=1)
+    assert bpe_training.count_words(paths, splitting, threads=2) == serial
+    assert serial[1] == {"en": 29050, "es": 29050}
+
+
 def test_tokens_per_line_within_one_percent(bible_8k, bible_dir, read_lines):
     """Quality bar: the original trainer's model gives 30.13 (en) / 29.57 (es) tokens per valid line."""
     bpe = PaseroBPE.from_file(bible_8k / "bpecodes")
