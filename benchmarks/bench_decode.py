@@ -18,7 +18,6 @@ it the same model, and CTranslate2's transformers converter reads Marian (with t
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, peak_rss_mb, record_bars, summarize, time_repeats, update_results  # noqa: E402
+from common import (  # noqa: E402
+    in_child,
+    markdown_table,
+    peak_rss_mb,
+    record_bars,
+    summarize,
+    time_repeats,
+    update_results,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "pasero-tiny-en-es"
@@ -254,17 +261,6 @@ def decoding_bars(beam_size: int, results: dict[str, dict | None], lines: int) -
                      ", ".join(f"{system} {count}/{lines}" for system, count in same.items()) or "not measured",
                      all(count == lines for count in same.values()) if same else None))
     return bars
-
-
-def in_child(target, *args):
-    """Run `target(*args, queue)` in a fresh spawned process and return what it put in the queue."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def measure(system, paths, sources, beam_size, args) -> dict | None:

@@ -8,6 +8,7 @@ extracted naver/pasero tree (imported at run time, never vendored). Output ident
 """
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    in_child,
     machine_info,
     markdown_table,
     peak_rss_mb,
@@ -70,7 +72,28 @@ def train_hf_bpe(paths: list[Path]):
     return tokenizer
 
 
-def train_row(name: str, times: list[float], note: str) -> list:
+def time_training(paths: list[str], pasero_src: str | None, repeats: int, workdir: str, queue) -> None:
+    """Puts in `queue` the seconds of each training run, ours and the original's alternately (2 processes each), and
+    whether their merges are identical."""
+    # A spawned process makes spawn the default start method of its own pools: both trainers' worker processes would
+    # then re-import everything (seconds each). Use this platform's usual default, as a plain command does.
+    multiprocessing.set_start_method("fork", force=True)
+    ours, original = [], []
+    original_output = Path(workdir) / "original.bpecodes"
+    trainer = load_original(pasero_src) if pasero_src else None
+    for _ in range(repeats):
+        ours += time_repeats(lambda: train_bpe(paths, 8000, threads=2), 1, 0)
+        if trainer is not None:
+            original += time_repeats(
+                lambda: trainer.train(paths, output=str(original_output), num_symbols=8000, threads=2), 1, 0
+            )
+    identical = trainer is not None and original_output.read_text(encoding="utf-8").splitlines()[1:] == [
+        f"{a} {b}" for a, b in train_bpe(paths, 8000).bpe.merges
+    ]
+    queue.put((ours, original, identical, peak_rss_mb()))
+
+
+def train_row(name: str, times: list[float], rss: float, note: str) -> list:
     stats = summarize(times)
     note = f"{note}; " if note else ""
     return [
@@ -79,7 +102,7 @@ def train_row(name: str, times: list[float], note: str) -> list:
         "",
         "",
         stats["median"],
-        peak_rss_mb(),
+        rss,
         f"{note}min {stats['min']:.2f} s, max {stats['max']:.2f} s",
     ]
 
@@ -151,26 +174,16 @@ def main() -> None:
         hf_bpe = train_hf_bpe(paths)
         encode_row("tokenizers BPE (encode_batch)", lambda: hf_bpe.encode_batch(lines), note="8000 pieces")
 
-        ours_train, original_train, train_ratios = [], [], []
-        original_output = Path(workdir) / "original.bpecodes"
-        trainer = load_original(args.pasero_src) if args.pasero_src else None
-        for _ in range(args.train_repeats):
-            ours_train += time_repeats(lambda: train_bpe([str(p) for p in paths], 8000, threads=2), 1, 0)
-            if trainer is not None:
-                original_train += time_repeats(
-                    lambda: trainer.train(
-                        [str(p) for p in paths], output=str(original_output), num_symbols=8000, threads=2
-                    ),
-                    1,
-                    0,
-                )
-                train_ratios.append(original_train[-1] / ours_train[-1])
-        rows.append(train_row("pasero-hf (2 processes)", ours_train, ""))
+        # in a fresh process: the encoders above left a large heap here, which slows both trainers down
+        ours_train, original_train, identical, train_rss = in_child(
+            time_training, [str(p) for p in paths], args.pasero_src, args.train_repeats, workdir
+        )
+        train_ratios = [original / ours for ours, original in zip(ours_train, original_train)]
+        rows.append(train_row("pasero-hf (2 processes)", ours_train, train_rss, "peak RSS of their own process"))
         if args.pasero_src:
-            identical = original_output.read_text(encoding="utf-8").splitlines()[1:] == [
-                f"{a} {b}" for a, b in train_bpe([str(p) for p in paths], 8000).bpe.merges
-            ]
-            rows.append(train_row("original Pasero (2 processes)", original_train, f"identical merges: {identical}"))
+            rows.append(
+                train_row("original Pasero (2 processes)", original_train, train_rss, f"identical merges: {identical}")
+            )
 
     headers = [
         "task",

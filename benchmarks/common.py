@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -44,6 +45,18 @@ def machine_info() -> str:
         pass
     parts.append(f"Python {platform.python_version()}")
     return ", ".join(parts)
+
+
+def in_child(target: Callable, *args):
+    """Run `target(*args, queue)` in a fresh spawned process (not a daemon: it may start processes of its own) and
+    return what it put in the queue."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
 
 
 def peak_rss_mb() -> float:
