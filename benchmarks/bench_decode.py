@@ -316,7 +316,8 @@ def main() -> None:
         f"{args.repeats} timed runs after {args.warmup} warm-up. Every system goes from text to text (tokenization, "
         "batching and detokenization are timed) and, as by default, returns no per-token scores (greedy search then "
         "skips the log-softmax). Each system runs in its own process (peak RSS is its own: imports, model, "
-        "decoding). 'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
+        "decoding). 'ours': TextGenerator with its defaults (float32 linear layers through oneDNN on CPU). "
+        "'outputs = ours': lines whose best output equals ours (ours = the original pasero-decode's). "
         "marian-same-weights: the same weights in transformers' MarianMTModel (post-norm, like the fixture)."
     )
     print(table)

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     runtime.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="model dtype (default: as saved)")
     runtime.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+    runtime.add_argument("--no-onednn", dest="onednn", action="store_false",
+                         help="keep PyTorch's default matrix products on CPU (by default, float32 linear layers go "
+                              "through oneDNN when that is faster)")
     return parser
 
 
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     generator = TextGenerator.from_pretrained(
-        args.model, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code, **options
+        args.model, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code, onednn=args.onednn,
+        **options,
     )
     corpora = get_inference_corpora(
         inputs=args.input,

@@ -47,13 +47,14 @@ def parse_verbose(text):
     return entries
 
 
-def test_verbose_cli_output_equals_the_original(pasero_tiny_dir, test_lines, fixtures_dir, tmp_path):
+@pytest.mark.parametrize("runtime", [[], ["--no-onednn"]])
+def test_verbose_cli_output_equals_the_original(pasero_tiny_dir, test_lines, fixtures_dir, tmp_path, runtime):
     source = tmp_path / "first5.en"
     source.write_text("\n".join(test_lines[:5]) + "\n", encoding="utf-8")
     output = tmp_path / "first5.hyp"
     subprocess.run(
         [sys.executable, "-m", "pasero_hf.cli.decode", str(pasero_tiny_dir), "-i", str(source), "-t", "es",
-         "--beam-size", "1", "-v", "-o", str(output)],
+         "--beam-size", "1", "-v", "-o", str(output), *runtime],
         check=True, capture_output=True, text=True, timeout=120,
     )
     ours = parse_verbose(output.read_text(encoding="utf-8"))
