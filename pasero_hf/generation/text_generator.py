@@ -65,9 +65,9 @@ from pasero_hf.generation.layer_outputs import (
     encoder_layer,
     parse_layer_names,
 )
-from pasero_hf.generation.onednn import onednn_linear_layers
 from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import corpus_scores
+from pasero_hf.models.onednn import onednn_linear_layers
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class TextGenerator:
     Build it with `from_pretrained` (alias `build`) or from objects already loaded. Options given to `decode` or
     `decode_corpus` apply to that call only. After `decode_corpus` with references, `metrics` holds BLEU and chrF.
     On CPU, float32 linear layers multiply through oneDNN while decoding when that is faster (about 2x on AMD CPUs,
-    see `pasero_hf.generation.onednn`); `onednn=False` keeps PyTorch's default.
+    see `pasero_hf.models.onednn`); `onednn=False` keeps PyTorch's default.
     """
 
     def __init__(

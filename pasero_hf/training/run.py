@@ -358,6 +358,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         keep_last=config.run.keep_last,
         inference_config=inference_config(config, tokenizer),
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
+        onednn=config.run.onednn,
     )
     return trainer, stop, resume
 

@@ -28,6 +28,7 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer_callback import ProgressCallback
 
 from pasero_hf.metrics import corpus_scores
+from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback
 from pasero_hf.training.config import write_yaml_atomically
@@ -71,6 +72,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         inference_config: content of the `inference.yaml` written into every saved model directory.
         save_trainable_only: `checkpoint-N` directories hold only the trainable weights (adapters on a frozen base
             model); `model_best` and `model_last` stay complete, loadable models.
+        onednn: during `train` and `evaluate`, float32 CPU linear layers multiply through oneDNN when that is faster
+            (`pasero_hf.models.onednn`).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         keep_last: int = 1,
         inference_config: dict[str, Any] | None = None,
         save_trainable_only: bool = False,
+        onednn: bool = True,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -97,6 +101,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             budgets = [callback.max_seconds for callback in self.callback_handler.callbacks
                        if isinstance(callback, StopCallback) and callback.max_seconds is not None]
             self.add_callback(QuietProgressCallback(min(budgets) if budgets else None))
+        self.onednn = onednn
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
         self.bleu_tok = bleu_tok
@@ -116,6 +121,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self._reset_log_counters()
 
     # -- data ----------------------------------------------------------------------------------------------------
+    def train(self, *args, **kwargs):
+        with onednn_linear_layers(self.model, self.onednn):
+            return super().train(*args, **kwargs)
+
     def get_train_dataloader(self) -> DataLoader:
         """The stream as is: its batches are already token-based and rank-specific, so Accelerate must not re-shard."""
         if self.train_dataset is None:
@@ -194,10 +203,11 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         model.eval()
         metrics: dict[str, float] = {}
         per_set = []
-        for name, valid_set in valid_sets.items():
-            scores = self._validate_one(model, name, valid_set)
-            per_set.append(scores)
-            metrics.update({f"{metric_key_prefix}_{name}_{k}": v for k, v in scores.items()})
+        with onednn_linear_layers(model, self.onednn):  # already in place when `train` validates
+            for name, valid_set in valid_sets.items():
+                scores = self._validate_one(model, name, valid_set)
+                per_set.append(scores)
+                metrics.update({f"{metric_key_prefix}_{name}_{k}": v for k, v in scores.items()})
         for key in ("loss", "bleu", "chrf"):
             values = [s[key] for s in per_set if key in s]
             if values:

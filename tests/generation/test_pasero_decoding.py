@@ -125,3 +125,17 @@ def test_multilingual_pasero_model_gets_its_language_codes(fixtures_dir, tmp_pat
     assert tokenizer.convert_tokens_to_ids(hyp["tokens"]) == expected.tokens[1:]
     with pytest.raises(ValueError, match="unknown target language 'de'.*'<lang:de>'"):
         generator.decode("Hello", source_lang="en", target_lang="de")
+
+
+def test_decoding_outputs_do_not_depend_on_onednn(pasero_generator, test_lines):
+    """TextGenerator's oneDNN linear layers (the default on CPU) change no output; scores only by rounding."""
+    lines = test_lines[:N_LINES]
+    outputs = {}
+    for onednn in (True, False):
+        pasero_generator.onednn = onednn
+        outputs[onednn] = pasero_generator.decode(*lines, source_lang="en", target_lang="es", beam_size=5,
+                                                  return_scores=True)
+    pasero_generator.onednn = True
+    for with_onednn, without in zip(outputs[True], outputs[False]):
+        assert with_onednn[0]["tokens"] == without[0]["tokens"]
+        assert with_onednn[0]["score"] == pytest.approx(without[0]["score"], abs=1e-3)

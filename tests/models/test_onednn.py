@@ -1,0 +1,76 @@
+"""oneDNN linear layers on CPU: PyTorch's results and gradients, only inside the block, not under autocast."""
+
+import pytest
+import torch
+from torch import nn
+
+from pasero_hf.models.onednn import onednn_available, onednn_linear_layers
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
+
+
+def test_linear_layers_use_onednn_only_inside_the_block():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 256, bias=False)).eval()
+    x = torch.randn(64, 256)
+    with torch.inference_mode():
+        expected = model(x)
+        with onednn_linear_layers(model):
+            assert all("forward" in layer.__dict__ for layer in (model[0], model[2]))
+            got = model(x)
+    assert all("forward" not in layer.__dict__ for layer in model)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():  # the products went through oneDNN
+        hidden = torch.ops.mkldnn._linear_pointwise(x, model[0].weight, model[0].bias, "none", [], "").relu()
+        assert torch.equal(got, torch.ops.mkldnn._linear_pointwise(hidden, model[2].weight, None, "none", [], ""))
+
+
+def test_small_products_keep_pytorch_path():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 64)
+    small = torch.randn(4, 64)
+    with onednn_linear_layers(layer), torch.no_grad():
+        assert torch.equal(layer(small), nn.functional.linear(small, layer.weight, layer.bias))
+
+
+def test_gradients_through_onednn_equal_pytorch_gradients():
+    """Training: the forward and both backward products go through oneDNN, with PyTorch's gradients."""
+    torch.manual_seed(0)
+    layer = nn.Linear(256, 512)
+    x = torch.randn(3, 700, 256, requires_grad=True)
+    target = torch.randn(3, 700, 512)
+
+    def gradients():
+        loss = ((layer(x) - target) ** 2).mean()
+        loss.backward()
+        grads = [x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()]
+        x.grad = layer.weight.grad = layer.bias.grad = None
+        return loss.detach(), grads
+
+    expected_loss, expected = gradients()
+    with onednn_linear_layers(layer):
+        loss, got = gradients()
+        with torch.no_grad():  # the forward product went through oneDNN
+            ours = torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+            assert torch.equal(layer(x), ours)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
+    for ours_grad, theirs in zip(got, expected):
+        torch.testing.assert_close(ours_grad, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_mixed_precision_keeps_pytorch_path():
+    layer = nn.Linear(256, 1024)
+    x = torch.randn(512, 256)
+    with onednn_linear_layers(layer), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype is torch.bfloat16
+
+
+def test_disabled_or_already_patched_layers_are_left_alone():
+    layer = nn.Linear(8, 8)
+    with onednn_linear_layers(layer, enabled=False):
+        assert "forward" not in layer.__dict__
+    custom = layer.forward
+    layer.forward = custom
+    with onednn_linear_layers(layer):
+        assert layer.__dict__["forward"] is custom
+    assert layer.__dict__["forward"] is custom
