@@ -120,11 +120,11 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self._forward_params = set(inspect.signature(base.forward).parameters)
         self._reset_log_counters()
 
-    # -- data ----------------------------------------------------------------------------------------------------
     def train(self, *args, **kwargs):
         with onednn_linear_layers(self.model, self.onednn):
             return super().train(*args, **kwargs)
 
+    # -- data ----------------------------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         """The stream as is: its batches are already token-based and rank-specific, so Accelerate must not re-shard."""
         if self.train_dataset is None:
