@@ -1,8 +1,10 @@
 """Decoding speed: our TextGenerator against raw `model.generate`, a stock transformers model with the same weights,
-and CTranslate2 (fp32 and int8), on the Bible test set with the converted tiny Pasero model.
+and CTranslate2 (fp32 and int8), on the Bible test set with a converted original-Pasero model (the bundled tiny one
+unless `--checkpoint` names another).
 
     python benchmarks/bench_decode.py                  # 344 lines, greedy and beam 5, 3 repetitions
     python benchmarks/bench_decode.py --lines 100 --repeats 2 --no-update
+    python benchmarks/bench_decode.py --checkpoint PASERO_MODEL_DIR   # its own section of RESULTS.md
 
 Same run for all systems: each system is measured in its own fresh process (spawned one after the other), so that
 its peak RSS is its own; inside it, one untimed warm-up then `--repeats` timed runs (median, min, max). Every system
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     in_child,
     markdown_table,
+    median_range,
     peak_rss_mb,
     record_bars,
     summarize,
@@ -239,8 +242,7 @@ def decoding_bars(beam_size: int, results: dict[str, dict | None], lines: int) -
         return statistics.median(result["times"]) if result else None
 
     def spread(system: str) -> str:
-        times = results[system]["times"]
-        return f"{statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})"
+        return median_range(results[system]["times"]) + " s"
 
     ours, raw, ct2 = median("ours"), median("raw-generate"), median("ct2-fp32")
     search = "greedy" if beam_size == 1 else f"beam {beam_size}"
@@ -302,7 +304,7 @@ def main() -> None:
                 speed = len(sources) / stats["median"]
                 ratio = (summarize(baseline["times"])["median"] / stats["median"]) if baseline else float("nan")
                 rows.append([
-                    f"beam {beam_size}", system, f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})",
+                    f"beam {beam_size}", system, median_range(result["times"]),
                     speed, result["target_tokens"] / stats["median"], f"{ratio:.2f}x", result["rss"],
                     f"{identical}/{len(sources)}",
                 ])

@@ -21,7 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, peak_rss_mb, summarize, time_repeats, update_results  # noqa: E402
+from common import (  # noqa: E402
+    markdown_table,
+    peak_rss_mb,
+    proc_status_mb,
+    summarize,
+    time_repeats,
+    update_results,
+)
 
 LANGS = ["eng_Latn", "spa_Latn"]
 
@@ -97,8 +104,9 @@ def measure_variant(model_dir: str, lines: int) -> dict:
 
     import pasero_hf  # noqa: F401  (registers the Auto classes)
 
+    imports_peak = peak_rss_mb()
     _reset_peak_rss()  # measure from here: the imports' own peak would hide the model's
-    rss_before = _status_mb("VmRSS:")
+    rss_before = proc_status_mb("VmRSS:")
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     en, _ = _source_lines(lines)
@@ -116,23 +124,14 @@ def measure_variant(model_dir: str, lines: int) -> dict:
         "checkpoint_mb": size / 2**20,
         "decode_s": summarize(times)["median"],
         "rss_before_mb": rss_before,
-        "peak_rss_mb": _status_mb("VmHWM:"),
-        "process_peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
+        "process_peak_rss_mb": max(imports_peak, peak_rss_mb()),
     }
 
 
 def _reset_peak_rss() -> None:
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
-
-
-def _status_mb(field: str) -> float:
-    """A memory field of /proc/self/status in MiB: `VmRSS:` (now) or `VmHWM:` (peak since `_reset_peak_rss`)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def nllb_54b_arithmetic() -> list[list]:

@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue as queue_module
 import re
 import resource
 import statistics
@@ -49,19 +50,41 @@ def machine_info() -> str:
 
 def in_child(target: Callable, *args):
     """Run `target(*args, queue)` in a fresh spawned process (not a daemon: it may start processes of its own) and
-    return what it put in the queue."""
+    return what it put in the queue; a child that dies first is an error, not a hang."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"{target.__name__} died (exit code {process.exitcode}) before reporting") from None
     process.join()
     return result
 
 
+def proc_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status in MiB (`VmRSS:` now, `VmHWM:` peak), None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux's VmHWM, not `ru_maxrss`: a spawned child inherits its parent's `ru_maxrss` (kept across fork and exec), so a
+    child started by a large parent would report the parent's peak."""
+    peak = proc_status_mb("VmHWM:")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def time_repeats(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
@@ -74,6 +97,11 @@ def time_repeats(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) ->
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def median_range(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    """`median (min-max)` of `values`, each formatted with `fmt`."""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def summarize(times: Sequence[float]) -> dict[str, float]:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from pasero_hf.models import onednn
 from pasero_hf.models.onednn import onednn_available, onednn_linear_layers
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
@@ -25,12 +26,22 @@ def test_linear_layers_use_onednn_only_inside_the_block():
         assert torch.equal(got, torch.ops.mkldnn._linear_pointwise(hidden, model[2].weight, None, "none", [], ""))
 
 
-def test_small_products_keep_pytorch_path():
+def test_only_large_products_go_through_onednn(monkeypatch):
+    calls = []
+
+    def recording_linear(x, weight, bias):
+        calls.append(tuple(x.shape))
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    monkeypatch.setattr(onednn, "_linear", recording_linear)
     torch.manual_seed(0)
     layer = nn.Linear(64, 64)
-    small = torch.randn(4, 64)
+    small, large = torch.randn(4, 64), torch.randn(512, 64)
     with onednn_linear_layers(layer), torch.no_grad():
         assert torch.equal(layer(small), nn.functional.linear(small, layer.weight, layer.bias))
+        assert calls == []  # 4 x 64 x 64 multiply-adds: oneDNN's call overhead would cost more
+        layer(large)
+    assert calls == [(512, 64)]
 
 
 def test_gradients_through_onednn_equal_pytorch_gradients():
