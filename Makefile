@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint clean
+.PHONY: install system-deps test demo bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests drive for real (scripts/system-packages.txt); apt-get as root, else a clear message
+system-deps:
+	bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -x --durations=15 tests
 
 demo: $(STAMP)

@@ -28,3 +28,34 @@ def bible_dir() -> Path:
 def pytest_configure(config):
     # Tests run on 2 cores; more torch threads than cores makes everything slower.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+# Debian's Chromium (scripts/system-packages.txt), driven by Playwright: its own browser download is unreachable here.
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling hosts that this closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    """A fresh headless Chromium page (Playwright, Debian's chromium); tests save screenshots as artifacts."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests keep what a person may want to look at (screenshots): tests/artifacts/, ignored by git."""
+    path = REPO_ROOT / "tests" / "artifacts"
+    path.mkdir(exist_ok=True)
+    return path

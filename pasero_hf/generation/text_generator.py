@@ -27,7 +27,6 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -67,6 +66,7 @@ from pasero_hf.generation.layer_outputs import (
 )
 from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import corpus_scores
+from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
 
 logger = logging.getLogger(__name__)
@@ -146,16 +146,7 @@ class TextGenerator:
         `AutoModelForSeq2SeqLM` or `AutoModelForCausalLM` loads (Pasero, M2M100/NLLB, ...). Remote code runs only with
         `trust_remote_code=True`.
         """
-        model_dir = Path(path)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"model directory not found: {model_dir}")
-        if not (model_dir / "config.json").is_file():
-            if (model_dir / "inference.yaml").is_file():
-                raise FileNotFoundError(
-                    f"{model_dir} has no config.json: it looks like an original Pasero model, convert it first "
-                    f"with `pasero-convert {model_dir} OUTPUT_DIR`"
-                )
-            raise FileNotFoundError(f"{model_dir} has no config.json: not a Hugging Face model directory")
+        model_dir = resolve_model_dir(path)
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
