@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.hub_server import HubServer
+from tests.training.conftest import tiny_data_dir, tiny_tokenizer_dir  # noqa: F401  (fixtures: a tiny training run)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_test_token"
