@@ -30,13 +30,19 @@ def load_adapter_model(name_or_path: str | os.PathLike, *, revision: str | None 
     if not info_path.is_file() or not (adapters_dir / ADAPTERS_FILE).is_file():
         raise FileNotFoundError(f"{name_or_path}: not an adapters repo ({ADAPTERS_INFO} or {ADAPTERS_FILE} missing)")
     info = json.loads(info_path.read_text())
-    base_dir = resolve_model_dir(base_model or info["base_model"], revision=base_revision)
-    config = AutoConfig.from_pretrained(adapters_dir, **kwargs)
-    model = AutoModelForSeq2SeqLM.from_pretrained(base_dir, config=config, **kwargs)
-    state = load_file(str(adapters_dir / ADAPTERS_FILE))
+    base_name = base_model or info["base_model"]
+    base_dir = resolve_model_dir(base_name, revision=base_revision)
+    # the adapter model's architecture (base + adapters), then the base's weights and the adapters' on top of it
+    model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(adapters_dir, **kwargs), **kwargs)
+    state = {}
+    for path in sorted(base_dir.glob("*.safetensors")):
+        state.update(load_file(str(path)))
+    state.update(load_file(str(adapters_dir / ADAPTERS_FILE)))
     result = model.load_state_dict(state, strict=False)
-    missing_adapters = [key for key in result.missing_keys if "adapters" in key.split(".")]
-    if result.unexpected_keys or missing_adapters:
-        raise ValueError(f"{name_or_path}: adapters do not fit base model {base_model or info['base_model']}: "
-                         f"unexpected {result.unexpected_keys[:5]}, missing {missing_adapters[:5]}")
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+    missing = [key for key in result.missing_keys if key not in tied]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{name_or_path}: adapters do not fit base model {base_name}: missing {missing[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    model.tie_weights()
     return model.eval()

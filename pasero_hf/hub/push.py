@@ -96,6 +96,11 @@ def _adapter_files(model_dir: Path, files: dict[str, Path], base_model: str | No
     if (model_dir / "adapter_config.json").is_file():
         adapter_config = json.loads((model_dir / "adapter_config.json").read_text())
         adapter_config["base_model_name_or_path"] = base_model
+        if adapter_config.get("task_type") is None:
+            # AutoPeftModelForSeq2SeqLM then loads the base through AutoModelForSeq2SeqLM (pasero_hf or remote code)
+            # instead of refusing the `auto_mapping` to a class of a package outside its import allowlist
+            adapter_config["task_type"] = "SEQ_2_SEQ_LM"
+            adapter_config.pop("auto_mapping", None)
         path = workdir / "adapter_config.json"
         path.write_text(json.dumps(adapter_config, indent=2))
         files["adapter_config.json"] = path
