@@ -42,7 +42,7 @@ def default_model() -> str:
 
 def last_cross_attention(generator: TextGenerator) -> str:
     layers = getattr(generator.model.config, "decoder_layers", None) or 1
-    return f"dec_{layers}_cross_attn"
+    return f"dec_{layers - 1}_cross_attn"  # layers count from 0, as in Pasero
 
 
 def build_demo(generator: TextGenerator, model_name: str) -> gr.Blocks:
@@ -52,7 +52,7 @@ def build_demo(generator: TextGenerator, model_name: str) -> gr.Blocks:
 
     def translate(text: str, source_lang: str | None, target_lang: str | None, beam_size: int, n_best: int,
                   sampling: bool, temperature: float):
-        """Translate `text`: (best translation, n-best table [rank, score, translation], attention heatmap)."""
+        """Translate `text`: (best translation, n-best table [rank, NLL, translation], attention heatmap)."""
         text = (text or "").strip()
         if not text:
             raise gr.Error("Enter a sentence to translate.")
@@ -77,8 +77,8 @@ def build_demo(generator: TextGenerator, model_name: str) -> gr.Blocks:
         return best["detok"], table, figure
 
     with gr.Blocks(title="Pasero translation") as demo:
-        gr.Markdown(f"# Pasero translation\nModel: `{model_name}` (pasero-hf). Scores are negative "
-                    "log-likelihoods in nats (lower is better).")
+        gr.Markdown(f"# Pasero translation\nModel: `{model_name}` (pasero-hf). The n-best list is ranked "
+                    "by Pasero's length-normalized score; NLL is each translation's negative log-likelihood in nats.")
         with gr.Row():
             with gr.Column():
                 source = gr.Textbox(label="Source text", lines=4, max_length=MAX_INPUT_CHARS)
@@ -95,7 +95,7 @@ def build_demo(generator: TextGenerator, model_name: str) -> gr.Blocks:
                 button = gr.Button("Translate", variant="primary")
             with gr.Column():
                 output = gr.Textbox(label="Translation", lines=4, elem_id="translation")
-                nbest = gr.Dataframe(headers=["rank", "score", "translation"], label="N-best list",
+                nbest = gr.Dataframe(headers=["rank", "NLL", "translation"], label="N-best list",
                                      interactive=False)
                 attention = gr.Plot(label="Attention")
         inputs = [source, source_lang, target_lang, beam_size, n_best, sampling, temperature]
