@@ -92,3 +92,28 @@ def test_languages_unknown_and_missing_template_fields_are_errors(tiny_model_dir
 
 def test_every_kind_has_a_template():
     assert sorted(p.name for p in TEMPLATES_DIR.glob("*.md")) == sorted(TEMPLATES.values())
+
+
+def test_pruned_nllb_moe_card_and_push(hub, tmp_path):
+    """A pruned NLLB-MoE directory (pruning.json) gets the pruned template, NLLB's license and ISO 639-3 codes."""
+    import json
+
+    from huggingface_hub import HfApi
+
+    from pasero_hf.hub import push_to_hub
+    from tests.hub.conftest import TOKEN
+    from tests.moe.conftest import tiny_moe_model
+
+    model_dir = tmp_path / "pruned"
+    tiny_moe_model().save_pretrained(model_dir)
+    (model_dir / "pruning.json").write_text(json.dumps({"lang_pairs": ["eng_Latn-spa_Latn", "fra_Latn-spa_Latn"],
+                                                        "metric": "importance", "kept_experts": {}}))
+    card = render_model_card(model_dir, "pasero/nllb-moe-pruned", base_model="facebook/nllb-moe-54b")
+    meta = header(card)
+    assert meta["language"] == ["eng", "spa", "fra"] and meta["license"] == "cc-by-nc-4.0"
+    assert meta["base_model"] == "facebook/nllb-moe-54b" and "pruned" in meta["tags"]
+    assert "Koishekenov" in str(card) and "eng_Latn-spa_Latn, fra_Latn-spa_Latn" in str(card)
+    push_to_hub(model_dir, "pasero/nllb-moe-pruned", base_model="facebook/nllb-moe-54b", endpoint=hub.url,
+                token=TOKEN)
+    files = set(HfApi(endpoint=hub.url, token=TOKEN).list_repo_files("pasero/nllb-moe-pruned"))
+    assert {"model.safetensors", "config.json", "pruning.json", "README.md"} <= files
