@@ -26,7 +26,8 @@ def main(argv=None) -> int:
 
 
 def push_best_model(repo_id: str, result) -> int:
-    """Sharing sits above training: the recipe, not `train()`, pushes (pasero_hf.hub imports training's outputs)."""
+    """Push model_best with its card. The recipe pushes, not `train()`: sharing (pasero_hf.hub) is a layer above
+    training, which must not import it."""
     from pasero_hf.hub.cards import describe_hardware
     from pasero_hf.hub.push import PushError, push_to_hub
 
