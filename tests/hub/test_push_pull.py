@@ -105,6 +105,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
     assert remote["model"].startswith("transformers_modules.") and remote["tokenizer"].startswith("transformers_modules.")
 
 
+@pytest.mark.slow
 def test_push_to_a_branch_and_pull_that_revision(hub, hub_env, pushed_tiny, tiny_model_dir, tmp_path):
     changed = tmp_path / "model"
     import shutil
@@ -126,6 +127,7 @@ print(json.dumps([main.options.beam_size, branch.options.beam_size]))
     assert run_py(code, hub_env) == [5, 1]
 
 
+@pytest.mark.slow
 def test_pull_errors_name_the_repo_and_revision(hub, hub_env, pushed_tiny):
     code = f"""
 import json
@@ -166,6 +168,11 @@ def test_push_errors_leave_the_repo_untouched(hub, hub_env, pushed_tiny, tiny_mo
     shutil.copytree(tiny_model_dir, empty, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(PushError, match=f"{empty}: no model weights"):
         push_to_hub(empty, pushed_tiny, exist_ok=True, endpoint=hub.url, token=TOKEN)
+    # remote code named by auto_map but missing
+    no_code = tmp_path / "no-code"
+    shutil.copytree(tiny_model_dir, no_code, ignore=shutil.ignore_patterns("modeling_pasero.py"))
+    with pytest.raises(PushError, match=f"{no_code}/config.json: auto_map names .* but modeling_pasero.py is missing"):
+        push_to_hub(no_code, pushed_tiny, exist_ok=True, endpoint=hub.url, token=TOKEN)
     # a card the Hub's metadata check rejects (server side): nothing is committed
     template = tmp_path / "bad.md"
     template.write_text("---\n{{ card_data }}\npipeline_tag: translate-please\n---\n# {{ model_name }}\n")

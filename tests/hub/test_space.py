@@ -23,6 +23,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_push_space_publishes_valid_space_metadata(hub, hub_env, pushed_tiny):
     result = run_cli(["pasero-push", "--space", "pasero/translate", "--model", pushed_tiny], hub_env)
     assert result.returncode == 0, result.stderr
