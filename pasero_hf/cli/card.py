@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pasero-card", description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="pasero-card", description=__doc__.split("\n\n")[0].replace("`", ""))
     parser.add_argument("model_dir", help="model directory (e.g. MODEL_DIR/model_best of a training run)")
     parser.add_argument("--repo-id", help="the Hub repo id the card's snippets use (default: the run's name)")
     parser.add_argument("--kind", choices=("pasero", "adapters", "nllb_moe_pruned"),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pasero-push", description=__doc__.split("\n\n")[0].strip("`"),
+    parser = argparse.ArgumentParser(prog="pasero-push", description=__doc__.split("\n\n")[0].replace("`", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("model_dir", nargs="?", help="model directory (e.g. MODEL_DIR/model_best of a training run)")
