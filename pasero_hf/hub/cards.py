@@ -337,7 +337,8 @@ def _base_model_from_run(facts: ModelFacts) -> str | None:
 
 def check_card(card) -> None:
     """Local metadata checks (those `huggingface_hub` can make offline): the YAML header parses back into
-    `ModelCardData`, `library_name` is set, every language is an ISO code, the model-index round-trips."""
+    `ModelCardData`, library_name, license and pipeline_tag are set, every language is an ISO 639 code, and the
+    model-index reads back as the same evaluation results."""
     from huggingface_hub import ModelCard
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
@@ -348,11 +349,13 @@ def check_card(card) -> None:
     for code in data.language or []:
         if not re.fullmatch(r"[a-z]{2,3}", code):
             problems.append(f"language {code!r} is not an ISO 639 code")
-    if data.to_dict().get("model-index") is None and data.eval_results:
-        problems.append("eval_results without model-index")
+    if not data.license:
+        problems.append("no license")
+    if data.pipeline_tag not in ("translation", "text-generation"):
+        problems.append(f"pipeline_tag is {data.pipeline_tag!r}")
     model_index = data.to_dict().get("model-index")
-    if model_index:
-        model_index_to_eval_results(model_index)
+    if model_index and len(model_index_to_eval_results(model_index)[1]) != len(data.eval_results or []):
+        problems.append("the model-index does not read back as the same evaluation results")
     if problems:
         raise CardError("model card metadata: " + "; ".join(problems))
 
