@@ -10,6 +10,7 @@ flag. Precedence, lowest first: dataclass defaults, the `-c` YAML files in order
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import yaml
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.corpora import language_pairs
+from pasero_hf.training import pasero_options
 from pasero_hf.training.config_parsing import (
     Located,
     build_argument_parser,
@@ -51,15 +53,12 @@ def _option(default: Any = None, help: str = "", **kwargs) -> Any:
 class TokenizationOptions:
     """Which tokenizer and vocabulary the model uses (paths relative to `data_dir`, then to the working directory)."""
 
-    tokenizer: Literal["pasero", "hf"] = _option(
-        "pasero", "'pasero' (inline-casing BPE codes + dict.txt) or 'hf' (a tokenizer directory for AutoTokenizer)")
-    tokenizer_path: str | None = _option(None, "BPE codes file ('pasero') or tokenizer directory ('hf')")
+    tokenizer: Literal["pasero", "sentencepiece", "hf"] = _option(
+        "pasero", "'pasero' (inline-casing BPE codes + dict.txt), 'sentencepiece' (an spm model, with or without a "
+        "dict.txt) or 'hf' (a tokenizer directory for AutoTokenizer)")
+    tokenizer_path: str | None = _option(
+        None, "BPE codes file ('pasero'), SentencePiece model ('sentencepiece') or tokenizer directory ('hf')")
     dict: str | None = _option(None, "Pasero dictionary (dict.txt) giving the vocabulary")
-    target_dict: str | None = _option(None, "separate target dictionary (not supported: shared vocabularies only)")
-
-    def __post_init__(self) -> None:
-        if self.target_dict is not None:
-            raise ConfigError("target_dict: separate source and target vocabularies are not supported; use one dict")
 
 
 @dataclass
@@ -79,15 +78,63 @@ class ModelOptions:
     lora_alpha: int = _option(8, "LoRA scaling numerator")
     lora_target_modules: list[str] = _option(
         ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], "modules that receive LoRA weights")
+    # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
+    embed_dim: int | None = _option(None, "model dimension (model_args)")
+    encoder_layers: int | None = _option(None, "encoder layers (model_args)")
+    decoder_layers: int | None = _option(None, "decoder layers (model_args)")
+    encoder_attention_heads: int | None = _option(None, "encoder attention heads (model_args)")
+    decoder_attention_heads: int | None = _option(None, "decoder attention heads (model_args)")
+    encoder_ffn_dim: int | None = _option(None, "encoder feed-forward dimension (model_args)")
+    decoder_ffn_dim: int | None = _option(None, "decoder feed-forward dimension (model_args)")
+    dropout: float | None = _option(None, "dropout rate (model_args)")
+    decoder_dropout: float | None = _option(None, "decoder dropout rate, default: dropout (model_args)")
+    embed_dropout: float | None = _option(None, "embedding dropout rate, default: dropout (model_args)")
+    attention_dropout: float | None = _option(None, "dropout on attention weights (model_args)")
+    activation_dropout: float | None = _option(None, "dropout after the feed-forward activation (model_args)")
+    activation_fn: str | None = _option(None, "relu, gelu or gelu_tanh (model_args)")
+    shared_embeddings: bool | None = _option(None, "one embedding matrix for encoder and decoder (model_args)")
+    tied_output_projection: bool | None = _option(
+        None, "the output projection is the decoder embedding matrix (model_args)")
+    encoder_prenorm: bool | None = _option(None, "layer norm before each encoder block (model_args)")
+    decoder_prenorm: bool | None = _option(None, "layer norm before each decoder block (model_args)")
+    encoder_embed_norm: bool | None = _option(None, "layer norm after the encoder embeddings (model_args)")
+    decoder_embed_norm: bool | None = _option(None, "layer norm after the decoder embeddings (model_args)")
+    scale_embed: bool | None = _option(None, "multiply embeddings by sqrt(embed_dim) (model_args)")
+    scale_attn: bool | None = _option(None, "scale attention scores by 1/sqrt(head_dim) (model_args)")
+    has_bias: bool | None = _option(None, "biases in the linear layers (model_args)")
+    attention_key_bias: bool | None = _option(None, "bias in the attention key projections (model_args)")
+    norm_eps: float | None = _option(None, "layer norm epsilon (model_args)")
+    encoder_max_len: int | None = _option(None, "maximum source positions of the model (model_args)")
+    decoder_max_len: int | None = _option(None, "maximum target positions of the model (model_args)")
+    encoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)")
+    decoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)")
+    positional_encoding_shift: int | None = _option(None, "index of the first position (model_args)")
+    encoder_adapter_dim: int | None = _option(None, "bottleneck dimension of encoder adapters (model_args)")
+    decoder_adapter_dim: int | None = _option(None, "bottleneck dimension of decoder adapters (model_args)")
+    encoder_adapter_layer_ids: list[int] | None = _option(None, "encoder layers with adapters (model_args)")
+    decoder_adapter_layer_ids: list[int] | None = _option(None, "decoder layers with adapters (model_args)")
+    adapter_zero_init: bool | None = _option(None, "initialize adapters as the identity (model_args)")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model_args, dict):
+            raise ConfigError(f"model_args: expected a mapping, got {self.model_args!r}")
         if self.lora_rank < 0:
             raise ConfigError(f"lora_rank: must be >= 0, got {self.lora_rank}")
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """`model_args` with the top-level hyper-parameters that are set (these win)."""
+        top_level = {name: getattr(self, name) for name in MODEL_HYPERPARAMETERS if getattr(self, name) is not None}
+        return {**self.model_args, **top_level}
 
     @property
     def uses_adapters(self) -> bool:
         return bool(self.arch.startswith("adapter") or self.encoder_adapters_by or self.decoder_adapters_by
                     or self.encoder_adapters or self.decoder_adapters)
+
+
+MODEL_HYPERPARAMETERS = [f.name for f in dataclasses.fields(ModelOptions)][
+    [f.name for f in dataclasses.fields(ModelOptions)].index("embed_dim"):]
 
 
 @dataclass
@@ -137,6 +184,9 @@ class RunOptions:
     valid_interval: int = _option(1000, "steps between validations")
     log_interval: int = _option(100, "steps between log lines")
     keep_last: int = _option(1, "number of most recent checkpoints kept (model_best and model_last are extra)")
+    keep_interval: int | None = _option(
+        None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
+              "training)")
     patience: int | None = _option(None, "stop after this many validations without improvement")
     early_stopping_metric: Literal["chrf", "bleu", "loss"] = _option(
         "chrf", "validation metric that selects model_best and drives early stopping")
@@ -147,13 +197,19 @@ class RunOptions:
     valid_max_lines: int | None = _option(None, "translate at most this many lines per validation corpus")
     validate_at_start: bool = _option(False, "validate once before training")
     dataloader_workers: int = _option(0, "DataLoader worker processes (0: batches are built in the main process)")
+    dataloader_pin_memory: bool = _option(True, "DataLoader pins batches in memory (GPU training)")
+    dataloader_prefetch_factor: int | None = _option(
+        None, "batches each DataLoader worker prepares in advance (with dataloader_workers > 0)")
+    dry_run: bool = _option(
+        False, "resolve the configuration, check every data file, print the configuration and the corpus table, "
+               "then exit without training or writing anything")
     onednn: bool = _option(
         True, "on CPU, float32 linear layers multiply through oneDNN when faster (about 2x on AMD CPUs)"
     )
 
     def __post_init__(self) -> None:
-        for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size"):
-            if getattr(self, name) < 1:
+        for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size", "keep_interval"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.save_interval is None:
             self.save_interval = self.valid_interval
@@ -232,8 +288,10 @@ def _apply_singular_aliases(options: Located) -> None:
 
 def argument_parser(prog: str | None = None):
     """The command-line parser of training (one flag per option)."""
-    return build_argument_parser(TrainingConfig, prog=prog, description=__doc__.split("\n\n")[0],
-                                 aliases=COMMAND_LINE_ALIASES)
+    parser = build_argument_parser(TrainingConfig, prog=prog, description=__doc__.split("\n\n")[0],
+                                   aliases=COMMAND_LINE_ALIASES)
+    pasero_options.add_unsupported_flags(parser)
+    return parser
 
 
 def load_training_config(argv: Sequence[str] = (), config_files: Sequence[str | os.PathLike] = (),
@@ -244,18 +302,28 @@ def load_training_config(argv: Sequence[str] = (), config_files: Sequence[str | 
         ConfigError: malformed YAML (file and line), unknown option (with the closest names), wrong type.
     """
     parser = argument_parser()
+    pasero_options.reject_unsupported_flags(parser, argv)
     cli_files, cli_options = parse_command_line(parser, argv, TrainingConfig)
     options = Located()
     files = [str(f) for f in config_files] + list(cli_files)
+    sources = []
     for path in files:
-        file_options = read_yaml_options(path, TrainingConfig, extra_names=SINGULAR_ALIASES)
+        file_options = read_yaml_options(
+            path, TrainingConfig, extra_names=[*SINGULAR_ALIASES, *pasero_options.yaml_names()])
         _apply_singular_aliases(file_options)
-        for key, value in file_options.items():
-            options.set(key, value, file_options.origins[key])
-    for key, value in cli_options.items():
-        options.set(key, value, cli_options.origins[key])
+        sources.append(file_options)
+    sources.append(cli_options)
+    keyword_options = Located()
     for key, value in overrides.items():
-        options.set(key, value, f"keyword argument {key}")
+        keyword_options.set(key, value, f"keyword argument {key}")
+    sources.append(keyword_options)
+    for source in sources:
+        for key, value, origin in pasero_options.translate(source, source.origins):
+            if key in ("train_corpora", "valid_corpora"):
+                pasero_options.check_corpus_keys(value, key, origin)
+            if key == "model_args" and isinstance(value, dict) and isinstance(options.get(key), dict):
+                value = {**options[key], **value}  # a later model_args changes the fields it names
+            options.set(key, value, origin)
     _apply_singular_aliases(options)
     config = instantiate(TrainingConfig, options, options.origins)
     config.config_files = files

@@ -94,6 +94,8 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         ignore_data_skip=True,  # the stream restores its own position
         remove_unused_columns=False,
         dataloader_num_workers=run.dataloader_workers,
+        dataloader_pin_memory=run.dataloader_pin_memory,
+        dataloader_prefetch_factor=run.dataloader_prefetch_factor if run.dataloader_workers else None,
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=config.model.uses_adapters,
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
@@ -141,6 +143,14 @@ def load_tokenizer(config: TrainingConfig):
         return AutoTokenizer.from_pretrained(str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")))
     from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
 
+    if opts.tokenizer == "sentencepiece":  # Pasero's spm option: the model's own vocabulary unless a dict is given
+        if not opts.tokenizer_path:
+            raise ConfigError("tokenizer_path: required with tokenizer 'sentencepiece' (a SentencePiece .model file)")
+        return PaseroTokenizer(
+            tokenizer_type="sentencepiece",
+            spm_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
+            dict_file=str(config.resolve_data_path(opts.dict, "dict")) if opts.dict else None,
+        )
     if not opts.tokenizer_path or not opts.dict:
         raise ConfigError("tokenizer_path and dict: both required with tokenizer 'pasero' (BPE codes and dict.txt)")
     return PaseroTokenizer(
@@ -162,7 +172,7 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,
             decoder_start_token_id=tokenizer.eos_token_id,
-            **{**adapters, **opts.model_args},
+            **{**adapters, **opts.hyperparameters},
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"arch/model_args: {error}") from error
@@ -359,6 +369,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         inference_config=inference_config(config, tokenizer),
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
         onednn=config.run.onednn,
+        keep_interval=config.run.keep_interval,
     )
     return trainer, stop, resume
 

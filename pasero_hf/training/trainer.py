@@ -69,6 +69,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         valid_beam_size, max_output_len: validation decoding.
         valid_max_lines: translate at most this many lines per validation set (the loss uses all of them).
         keep_last: complete checkpoints kept.
+        keep_interval: the checkpoints of every `keep_interval`-th step are kept too (Pasero's option).
         inference_config: content of the `inference.yaml` written into every saved model directory.
         save_trainable_only: `checkpoint-N` directories hold only the trainable weights (adapters on a frozen base
             model); `model_best` and `model_last` stay complete, loadable models.
@@ -94,6 +95,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         inference_config: dict[str, Any] | None = None,
         save_trainable_only: bool = False,
         onednn: bool = True,
+        keep_interval: int | None = None,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -109,6 +111,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.max_output_len = max_output_len
         self.valid_max_lines = valid_max_lines
         self.keep_last = keep_last
+        self.keep_interval = keep_interval
         self.inference_config = inference_config or {}
         self.save_trainable_only = save_trainable_only
         self._saving_checkpoint = False
@@ -287,7 +290,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                                                   self.train_dataset.state_dict(steps=batches))
             self._write_inference_yaml(checkpoint_dir)
             checkpoints.mark_complete(checkpoint_dir, step)
-            checkpoints.rotate_checkpoints(run_dir, self.keep_last)
+            checkpoints.rotate_checkpoints(run_dir, self.keep_last, self.keep_interval)
         self.save_model_dir("model_last")
         logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
 
