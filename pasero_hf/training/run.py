@@ -25,6 +25,7 @@ from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
+from pasero_hf.training.preflight import check_inputs
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -310,6 +311,7 @@ def train(config: TrainingConfig) -> TrainingResult:
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
+    check_inputs(config)  # configuration and data problems stop the run before anything is written
     world_size = world_size_from_env()
     model_dir = config.model_dir
     args = training_arguments(config, world_size)
