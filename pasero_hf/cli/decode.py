@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="File names in -i/-r/-o/-e may contain {src}, {tgt} and {pair} (= {src}-{tgt}), filled in for each "
         "language pair. Languages are inferred from the extensions of -i (source) and -r (target) files when not given.",
     )
-    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert)")
+    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert), or a "
+                        "training run's directory (its model_best, else model_last)")
+    parser.add_argument("--ckpt", metavar="NAME", help="model of the training run's directory to load "
+                        "(model_last, checkpoint-2000...; default: model_best, else model_last)")
     files = parser.add_argument_group("files")
     files.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files (default: standard input)")
     files.add_argument("-r", "--reference", nargs="+", metavar="FILE", help="reference files: BLEU/chrF are computed")
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     generator = TextGenerator.from_pretrained(
         args.model, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code, onednn=args.onednn,
+        checkpoint=args.ckpt,
         **options,
     )
     corpora = get_inference_corpora(

@@ -14,6 +14,7 @@ import yaml
 
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.inspection import CorpusRow, format_corpus_table, inspect_corpora
+from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.training.config import TrainingConfig
 
 
@@ -32,6 +33,16 @@ def check_model_dir_writable(model_dir: Path) -> None:
         raise ConfigError(f"model_dir: cannot write to {model_dir}: {existing} is not writable")
 
 
+def initial_checkpoint(ckpt: str) -> Path:
+    """--ckpt: a weights file, a model directory, or a training run's directory (model_best, else model_last)."""
+    if Path(ckpt).is_file():
+        return Path(ckpt)
+    try:
+        return resolve_model_dir(ckpt)
+    except FileNotFoundError as error:
+        raise ConfigError(f"ckpt: {error}") from None
+
+
 def check_inputs(config: TrainingConfig) -> list[CorpusRow]:
     """Every check that needs no model: files of the tokenizer, MODEL_DIR, every corpus. Returns the corpus rows.
 
@@ -39,6 +50,8 @@ def check_inputs(config: TrainingConfig) -> list[CorpusRow]:
         ConfigError (DataError for corpus problems): the first problem, with its file and line.
     """
     check_model_dir_writable(config.model_dir)
+    if config.run.ckpt and not config.run.continue_:
+        initial_checkpoint(config.run.ckpt)
     tokenization = config.tokenization
     for option in ("tokenizer_path", "dict"):
         if getattr(tokenization, option):

@@ -25,7 +25,7 @@ from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
-from pasero_hf.training.preflight import check_inputs
+from pasero_hf.training.preflight import check_inputs, initial_checkpoint
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -223,7 +223,7 @@ def build_model(config: TrainingConfig, model_cfg: PaseroConfig, corpora) -> tor
             model.add_adapters(adapter_names_for_data(keys, corpora), encoder=side == "encoder",
                                decoder=side == "decoder")
     if config.run.ckpt and not config.run.continue_:
-        load_initial_weights(model, Path(config.run.ckpt))
+        load_initial_weights(model, initial_checkpoint(config.run.ckpt))
     if config.model.lora_rank:
         from peft import LoraConfig, get_peft_model
 
@@ -281,8 +281,10 @@ def resume_checkpoint(config: TrainingConfig, is_main: bool) -> Path | None:
         if latest is not None:
             return latest
     if config.run.ckpt and config.run.continue_:
-        return Path(config.run.ckpt)
+        ckpt = Path(config.run.ckpt)  # a checkpoint-N directory, or a run's directory: its latest checkpoint
+        return checkpoints.latest_checkpoint(ckpt) or ckpt
     return None
+
 
 
 class SetupError(ConfigError):
