@@ -116,8 +116,6 @@ class ModelOptions:
     adapter_zero_init: bool | None = _option(None, "initialize adapters as the identity (model_args)")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model_args, dict):
-            raise ConfigError(f"model_args: expected a mapping, got {self.model_args!r}")
         if self.lora_rank < 0:
             raise ConfigError(f"lora_rank: must be >= 0, got {self.lora_rank}")
 

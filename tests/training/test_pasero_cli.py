@@ -50,7 +50,7 @@ def test_list_where_a_mapping_is_expected(tmp_path, capsys):
     assert_one_error(status, err, f"{config}:1: expected a mapping of option names to values")
     config.write_text("lr: 0.001\nmodel_args: [embed_dim, 256]\n", encoding="utf-8")
     status, _, err = run(["-c", config], capsys)
-    assert_one_error(status, err, "model_args: expected a mapping", f"{config}:2")
+    assert_one_error(status, err, "model_args: expected dict, got list", f"{config}:2")
 
 
 def test_nothing_is_written_before_the_data_checks_pass(write_config, tmp_path, capsys):
