@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'pasero': Pasero's exact beam search, 'hf': model.generate (default: auto)")
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--bleu-tok", help="sacrebleu tokenizer for BLEU (default: 13a, 'zh' for Chinese)")
+    evaluation.add_argument("--metrics", nargs="+", metavar="METRIC",
+                            help="scores printed with a reference: bleu, chrf, chrf++, spbleu, len_ratio "
+                                 "(default: bleu chrf)")
+    evaluation.add_argument("--eval-lc", action="store_true", help="case-insensitive scores")
+    evaluation.add_argument("--spbleu-model", metavar="SPM_MODEL",
+                            help="FLORES-200 SentencePiece model of spbleu (flores200_sacrebleu_tokenizer_spm.model)")
     evaluation.add_argument("--teacher-forcing", action="store_true",
                             help="score the references instead of decoding (needs -r); -v shows their scores")
     evaluation.add_argument("--continue", dest="continue_", action="store_true",
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pasero_hf.generation.inference_corpus import get_inference_corpora
     from pasero_hf.generation.text_generator import TextGenerator
+    from pasero_hf.metrics import check_metrics
 
     if args.buffer_size < 1:
         raise ValueError(f"--buffer-size must be >= 1, got {args.buffer_size}")
@@ -99,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--teacher-forcing needs references: give -r/--reference or -e/--eval-corpus")
     if args.continue_ and not args.output:
         raise ValueError("--continue needs -o/--output (the file to resume)")
+    if args.metrics:
+        check_metrics(args.metrics, args.spbleu_model)
     options = {name: getattr(args, name) for name in _DECODING_FLAGS if getattr(args, name) is not None}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
@@ -132,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
             continue_=args.continue_,
             verbose=args.verbose,
             bleu_tok=args.bleu_tok,
+            metrics=args.metrics,
+            eval_lc=args.eval_lc,
+            spbleu_model=args.spbleu_model,
             teacher_forcing=args.teacher_forcing,
             progress=False if args.quiet else None,
         )

@@ -65,7 +65,7 @@ from pasero_hf.generation.layer_outputs import (
     parse_layer_names,
 )
 from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
-from pasero_hf.metrics import corpus_scores
+from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
 
@@ -514,6 +514,9 @@ class TextGenerator:
         return_layers: Sequence[str] = (),
         progress: bool | None = None,
         output_stream: TextIO | None = None,
+        metrics: Sequence[str] | None = None,
+        eval_lc: bool = False,
+        spbleu_model: str | None = None,
         **options: Any,
     ) -> list[list[Hypothesis]]:
         """Decode a whole corpus; write outputs in input order; compute BLEU and chrF when it has a reference.
@@ -527,8 +530,13 @@ class TextGenerator:
         decoding option for the following lines instead of being translated. Outputs go to
         `corpus.output_path`, else to `output_stream` or standard output (`output_path=False`: nowhere).
 
+        `metrics` picks the scores (bleu, chrf, chrf++, spbleu with `spbleu_model`, len_ratio; default bleu and chrf);
+        `eval_lc` makes them case-insensitive.
+
         Returns the n-best lists of the lines decoded by this call.
         """
+        if metrics is not None:
+            check_metrics(metrics, spbleu_model)  # before decoding anything
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         if teacher_forcing and corpus.ref_path is None:
@@ -606,7 +614,9 @@ class TextGenerator:
             os.replace(partial_path, output_path)
         self._warn_truncated(truncated)
         if corpus.ref_path is not None and hypotheses:
-            self.metrics = corpus_scores(hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang))
+            self.metrics = corpus_scores(
+                hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang),
+                metrics=DEFAULT_METRICS if metrics is None else metrics, lowercase=eval_lc, spbleu_model=spbleu_model)
         return outputs
 
     def _apply_command(self, options: dict[str, Any], name: str, value: str) -> dict[str, Any]:

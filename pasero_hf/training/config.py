@@ -23,6 +23,7 @@ import yaml
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.corpora import language_pairs
+from pasero_hf.metrics import check_metrics
 from pasero_hf.training import pasero_options
 from pasero_hf.training.config_parsing import (
     Located,
@@ -186,8 +187,13 @@ class RunOptions:
         None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
               "training)")
     patience: int | None = _option(None, "stop after this many validations without improvement")
-    early_stopping_metric: Literal["chrf", "bleu", "loss"] = _option(
-        "chrf", "validation metric that selects model_best and drives early stopping")
+    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "loss"] = _option(
+        "chrf", "validation metric that selects model_best and drives early stopping (loss or one of metrics)")
+    metrics: list[str] = _option(
+        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio")
+    eval_lc: bool = _option(False, "case-insensitive validation scores")
+    spbleu_model: str | None = _option(
+        None, "FLORES-200 SentencePiece model of the spbleu metric (flores200_sacrebleu_tokenizer_spm.model)")
     bleu_tok: str = _option("13a", "sacrebleu tokenizer of validation BLEU (13a, intl, zh, ja-mecab, char, none)")
     beam_size: int = _option(5, "beam size written to inference.yaml (decoding default)")
     valid_beam_size: int = _option(1, "beam size of validation decoding")
@@ -211,6 +217,13 @@ class RunOptions:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.save_interval is None:
             self.save_interval = self.valid_interval
+        try:
+            check_metrics(self.metrics, self.spbleu_model)
+        except ValueError as error:
+            raise ConfigError(f"metrics: {error}") from None
+        if self.early_stopping_metric not in ("loss", *self.metrics):
+            raise ConfigError(f"early_stopping_metric: {self.early_stopping_metric!r} is not computed: add it to "
+                              f"metrics (now {self.metrics})")
         if self.continue_ and not self.ckpt:
             raise ConfigError("continue: needs --ckpt (rerunning the same command already resumes from MODEL_DIR)")
 

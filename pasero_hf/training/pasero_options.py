@@ -123,8 +123,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "sampling_topp": ("value", _DECODING),
     "sampling_temperature": ("value", _DECODING),
     "teacher_forcing": ("bool", "validation computes the loss by teacher forcing and translates greedily"),
-    "eval_lc": ("bool", "validation scores are case-sensitive; pasero-decode output can be scored with sacrebleu -lc"),
-    "metrics": ("list", "validation logs BLEU and chrF; early_stopping_metric picks chrf, bleu or loss"),
     "expected_scores": ("list", "not implemented (a test-suite option of Pasero)"),
     # training loop
     "flexible": ("bool", "--ckpt weights must match the model (only adapter weights may be missing)"),

@@ -374,6 +374,9 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
         onednn=config.run.onednn,
         keep_interval=config.run.keep_interval,
+        metrics=config.run.metrics,
+        eval_lc=config.run.eval_lc,
+        spbleu_model=config.run.spbleu_model,
     )
     return trainer, stop, resume
 

@@ -168,7 +168,8 @@ def test_dry_run_table_lists_pairs_lines_and_temperature_probabilities(pasero_wo
 def test_pasero_example_config_trains(name, pasero_workdir, pasero_train):
     config, extra = _config_path(name, pasero_workdir)
     tag = name.split("/")[0]
-    status, out, err = pasero_train("-c", str(config), *extra, *TINY, "--model-dir", f"models/{tag}",
+    metrics = ["--metrics", "bleu", "chrf", "chrf++", "len_ratio", "--eval-lc"] if tag == "TED" else []
+    status, out, err = pasero_train("-c", str(config), *extra, *TINY, *metrics, "--model-dir", f"models/{tag}",
                                     "--cache-dir", "cache")
     assert status == 0, err[-3000:]
     model_dir = pasero_workdir / "models" / tag
@@ -179,6 +180,10 @@ def test_pasero_example_config_trains(name, pasero_workdir, pasero_train):
     model_config = json.loads((model_dir / "model_last" / "config.json").read_text())
     assert model_config["embed_dim"] == 32 and model_config["dropout"] == pasero["dropout"]
     assert model_config["encoder_layers"] == 1
+    if metrics:  # Pasero's metric names in validation
+        state = json.loads((model_dir / "checkpoint-2" / "trainer_state.json").read_text())
+        evaluation = next(entry for entry in state["log_history"] if "eval_chrf++" in entry)
+        assert {"eval_bleu", "eval_chrf", "eval_len_ratio"} <= set(evaluation)
 
 
 def test_doc_level_config_is_refused_with_the_pasero_reason(pasero_train):
