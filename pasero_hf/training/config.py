@@ -183,6 +183,9 @@ class RunOptions:
     valid_interval: int = _option(1000, "steps between validations")
     log_interval: int = _option(100, "steps between log lines")
     keep_last: int = _option(1, "number of most recent checkpoints kept (model_best and model_last are extra)")
+    average_checkpoints: bool = _option(
+        False, "at the end of training, write MODEL_DIR/model_average: the mean weights of the last keep_last "
+               "checkpoints (pasero-average-checkpoints does it for any run)")
     keep_interval: int | None = _option(
         None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
               "training)")

@@ -136,7 +136,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "save_trainable_only": ("bool", "adapter runs save only the adapter weights in checkpoints automatically"),
     "only_validate": ("bool", "score a model with pasero-decode MODEL_DIR -i SRC -r REF"),
     "patience_min_steps": ("value", "patience counts validations from the start"),
-    "average_checkpoints": ("bool", "not implemented"),
     # model options of Pasero's other architectures
     **{name: ("value", _NOT_IN_MODEL) for name in (
         "alibi_max_bias", "attention_heads_kv", "max_qkv", "prompt_loss", "rope_base", "shift_encoder_layers",

@@ -306,6 +306,12 @@ def train(config: TrainingConfig) -> TrainingResult:
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.save_final_checkpoint()
     model_dir = config.model_dir
+    if config.run.average_checkpoints and trainer.is_world_process_zero():
+        from pasero_hf.training.averaging import average_checkpoints
+
+        count = min(config.run.keep_last, len(checkpoints.complete_checkpoints(model_dir)))
+        average_checkpoints(model_dir, count, model_dir / "model_average")
+        logger.info("model_average: mean of the last %d checkpoints", count)
     best = model_dir / "model_best"
     return TrainingResult(model_dir, best if best.is_dir() else None, model_dir / "model_last",
                           trainer.state.global_step, trainer.state.best_metric, stop.stop_reason)
