@@ -278,8 +278,9 @@ class TrainingConfig:
             f"{option}: {expanded}{where} not found in data_dir {self.data.data_dir!r} nor in the working directory")
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat {option: value}, as written to MODEL_DIR/training.yaml (and readable with `-c`)."""
-        return flatten(self)
+        """Flat {option: value}, as written to MODEL_DIR/training.yaml (and readable with `-c`); model
+        hyper-parameters that are not set (those of `arch` and `model_args` apply) are left out."""
+        return {k: v for k, v in flatten(self).items() if not (k in MODEL_HYPERPARAMETERS and v is None)}
 
     def write_training_yaml(self, path: str | os.PathLike) -> None:
         """The resolved configuration, written atomically."""

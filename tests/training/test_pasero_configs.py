@@ -222,3 +222,13 @@ def test_top_level_model_options_as_yaml_and_flags(tmp_path):
     with pytest.raises(Exception, match=r"dropout: expected float.*c.yaml:1"):
         config.write_text("dropout: high\n", encoding="utf-8")
         load_training_config(["-c", str(config)])
+
+
+def test_readme_table_lists_every_pasero_option():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| Pasero option | here |"):]
+    names = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    from pasero_hf.training.config import MODEL_HYPERPARAMETERS
+
+    assert set(UNSUPPORTED) <= names and set(MODEL_HYPERPARAMETERS) <= names
+    assert {"train_corpora", "metrics", "average_checkpoints", "keep_interval", "target_dict", "continue"} <= names
