@@ -44,10 +44,12 @@ COMMAND_LINE_ALIASES = {
 }
 
 
-def _option(default: Any = None, help: str = "", **kwargs) -> Any:
+def _option(default: Any = None, help: str = "", model_arg: bool = False, **kwargs) -> Any:
+    """A configuration field; `model_arg`: a model hyper-parameter (a PaseroConfig field) merged into model_args."""
+    metadata = {"help": help, "model_arg": model_arg}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return field(default=default, metadata={"help": help}, **kwargs)
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass
@@ -80,41 +82,41 @@ class ModelOptions:
     lora_target_modules: list[str] = _option(
         ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], "modules that receive LoRA weights")
     # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
-    embed_dim: int | None = _option(None, "model dimension (model_args)")
-    encoder_layers: int | None = _option(None, "encoder layers (model_args)")
-    decoder_layers: int | None = _option(None, "decoder layers (model_args)")
-    encoder_attention_heads: int | None = _option(None, "encoder attention heads (model_args)")
-    decoder_attention_heads: int | None = _option(None, "decoder attention heads (model_args)")
-    encoder_ffn_dim: int | None = _option(None, "encoder feed-forward dimension (model_args)")
-    decoder_ffn_dim: int | None = _option(None, "decoder feed-forward dimension (model_args)")
-    dropout: float | None = _option(None, "dropout rate (model_args)")
-    decoder_dropout: float | None = _option(None, "decoder dropout rate, default: dropout (model_args)")
-    embed_dropout: float | None = _option(None, "embedding dropout rate, default: dropout (model_args)")
-    attention_dropout: float | None = _option(None, "dropout on attention weights (model_args)")
-    activation_dropout: float | None = _option(None, "dropout after the feed-forward activation (model_args)")
-    activation_fn: str | None = _option(None, "relu, gelu or gelu_tanh (model_args)")
-    shared_embeddings: bool | None = _option(None, "one embedding matrix for encoder and decoder (model_args)")
+    embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
+    encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
+    decoder_layers: int | None = _option(None, "decoder layers (model_args)", model_arg=True)
+    encoder_attention_heads: int | None = _option(None, "encoder attention heads (model_args)", model_arg=True)
+    decoder_attention_heads: int | None = _option(None, "decoder attention heads (model_args)", model_arg=True)
+    encoder_ffn_dim: int | None = _option(None, "encoder feed-forward dimension (model_args)", model_arg=True)
+    decoder_ffn_dim: int | None = _option(None, "decoder feed-forward dimension (model_args)", model_arg=True)
+    dropout: float | None = _option(None, "dropout rate (model_args)", model_arg=True)
+    decoder_dropout: float | None = _option(None, "decoder dropout rate, default: dropout (model_args)", model_arg=True)
+    embed_dropout: float | None = _option(None, "embedding dropout rate, default: dropout (model_args)", model_arg=True)
+    attention_dropout: float | None = _option(None, "dropout on attention weights (model_args)", model_arg=True)
+    activation_dropout: float | None = _option(None, "dropout after the feed-forward activation (model_args)", model_arg=True)
+    activation_fn: str | None = _option(None, "relu, gelu or gelu_tanh (model_args)", model_arg=True)
+    shared_embeddings: bool | None = _option(None, "one embedding matrix for encoder and decoder (model_args)", model_arg=True)
     tied_output_projection: bool | None = _option(
-        None, "the output projection is the decoder embedding matrix (model_args)")
-    encoder_prenorm: bool | None = _option(None, "layer norm before each encoder block (model_args)")
-    decoder_prenorm: bool | None = _option(None, "layer norm before each decoder block (model_args)")
-    encoder_embed_norm: bool | None = _option(None, "layer norm after the encoder embeddings (model_args)")
-    decoder_embed_norm: bool | None = _option(None, "layer norm after the decoder embeddings (model_args)")
-    scale_embed: bool | None = _option(None, "multiply embeddings by sqrt(embed_dim) (model_args)")
-    scale_attn: bool | None = _option(None, "scale attention scores by 1/sqrt(head_dim) (model_args)")
-    has_bias: bool | None = _option(None, "biases in the linear layers (model_args)")
-    attention_key_bias: bool | None = _option(None, "bias in the attention key projections (model_args)")
-    norm_eps: float | None = _option(None, "layer norm epsilon (model_args)")
-    encoder_max_len: int | None = _option(None, "maximum source positions of the model (model_args)")
-    decoder_max_len: int | None = _option(None, "maximum target positions of the model (model_args)")
-    encoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)")
-    decoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)")
-    positional_encoding_shift: int | None = _option(None, "index of the first position (model_args)")
-    encoder_adapter_dim: int | None = _option(None, "bottleneck dimension of encoder adapters (model_args)")
-    decoder_adapter_dim: int | None = _option(None, "bottleneck dimension of decoder adapters (model_args)")
-    encoder_adapter_layer_ids: list[int] | None = _option(None, "encoder layers with adapters (model_args)")
-    decoder_adapter_layer_ids: list[int] | None = _option(None, "decoder layers with adapters (model_args)")
-    adapter_zero_init: bool | None = _option(None, "initialize adapters as the identity (model_args)")
+        None, "the output projection is the decoder embedding matrix (model_args)", model_arg=True)
+    encoder_prenorm: bool | None = _option(None, "layer norm before each encoder block (model_args)", model_arg=True)
+    decoder_prenorm: bool | None = _option(None, "layer norm before each decoder block (model_args)", model_arg=True)
+    encoder_embed_norm: bool | None = _option(None, "layer norm after the encoder embeddings (model_args)", model_arg=True)
+    decoder_embed_norm: bool | None = _option(None, "layer norm after the decoder embeddings (model_args)", model_arg=True)
+    scale_embed: bool | None = _option(None, "multiply embeddings by sqrt(embed_dim) (model_args)", model_arg=True)
+    scale_attn: bool | None = _option(None, "scale attention scores by 1/sqrt(head_dim) (model_args)", model_arg=True)
+    has_bias: bool | None = _option(None, "biases in the linear layers (model_args)", model_arg=True)
+    attention_key_bias: bool | None = _option(None, "bias in the attention key projections (model_args)", model_arg=True)
+    norm_eps: float | None = _option(None, "layer norm epsilon (model_args)", model_arg=True)
+    encoder_max_len: int | None = _option(None, "maximum source positions of the model (model_args)", model_arg=True)
+    decoder_max_len: int | None = _option(None, "maximum target positions of the model (model_args)", model_arg=True)
+    encoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)", model_arg=True)
+    decoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)", model_arg=True)
+    positional_encoding_shift: int | None = _option(None, "index of the first position (model_args)", model_arg=True)
+    encoder_adapter_dim: int | None = _option(None, "bottleneck dimension of encoder adapters (model_args)", model_arg=True)
+    decoder_adapter_dim: int | None = _option(None, "bottleneck dimension of decoder adapters (model_args)", model_arg=True)
+    encoder_adapter_layer_ids: list[int] | None = _option(None, "encoder layers with adapters (model_args)", model_arg=True)
+    decoder_adapter_layer_ids: list[int] | None = _option(None, "decoder layers with adapters (model_args)", model_arg=True)
+    adapter_zero_init: bool | None = _option(None, "initialize adapters as the identity (model_args)", model_arg=True)
 
     def __post_init__(self) -> None:
         if self.lora_rank < 0:
@@ -132,8 +134,7 @@ class ModelOptions:
                     or self.encoder_adapters or self.decoder_adapters)
 
 
-MODEL_HYPERPARAMETERS = [f.name for f in dataclasses.fields(ModelOptions)][
-    [f.name for f in dataclasses.fields(ModelOptions)].index("embed_dim"):]
+MODEL_HYPERPARAMETERS = [f.name for f in dataclasses.fields(ModelOptions) if f.metadata.get("model_arg")]
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A Pasero user's YAML file and command line work unchanged: options shared with Pasero keep their name in
 `TrainingConfig`; the model hyper-parameters (`embed_dim`, `dropout`...) are `ModelOptions` fields merged into
 `model_args`; the options below are either renamed (`RENAMED`), accepted for the values that mean what we do
-(`ACCEPTED_VALUES`) or refused with `option 'X' (Pasero) is not supported: <what to use instead>` — never
+(`PASERO_DEFAULTS`, `ACCEPTED_VALUES`) or refused with `option 'X' (Pasero) is not supported: <what to use instead>` — never
 "unknown option", so a Pasero option is never mistaken for a typo.
 """
 
@@ -17,18 +17,46 @@ from pasero_hf.data.config_parsing import ConfigError
 
 # Pasero name -> our option name
 RENAMED = {"continue": "continue_"}
+# In a YAML file, Pasero's `config` names the file the options were read from (Pasero writes it into the
+# training.yaml of a model directory, whose options are already complete): nothing to do. `-c/--config` reads files.
+# Pasero's data-loader internals (line indexes, file handles, preprocessing workers) change how fast its loader
+# reads, not what is trained; here corpora are tokenized once and cached by `datasets`: any value is accepted.
+LOADER_INTERNALS = {"line_index_path", "cache_line_index", "reset_line_index", "block_size", "cache_data",
+                    "max_cache_size", "store_files_under", "close_files", "num_workers"}
+INFORMATIONAL = {"config", *LOADER_INTERNALS}
 
-# Pasero options accepted when their value is one that this implementation follows anyway
-ACCEPTED_VALUES: dict[str, tuple[Any, ...]] = {
-    "task": ("translation",),
-    "tp_size": (1,),
-    "dp_size": (None, 1),
-    "amp": (False,),
-    "fsdp": (False,),
-    "flexible": (False,),
-    "inline_case": (False,),  # Pasero's 'pasero' tokenizer enables inline casing by itself; so does ours
-    "tracker": ("none",),
+# Pasero's default of each option below: a value equal to it turns the feature off (or asks for what is done here
+# anyway), so a training.yaml written by Pasero, which lists every option, loads
+PASERO_DEFAULTS: dict[str, Any] = {
+    'dp_size': None, 'tp_size': 1, 'start_rank': 0, 'distributed_init_method': None, 'sequence_parallel': True,
+    'fsdp': False, 'find_unused_parameters': False, 'amp': False, 'flat_fp16': False, 'memory_efficient_fp16': True,
+    'optimizer_states_as_fp32': True, 'tracker': 'none', 'tracker_project_name': None, 'tracker_run_name': None,
+    'log_file': None, 'verbose': False, 'debug': False, 'benchmark': False, 'task': 'translation',
+    'dataset_type': 'dynamic', 'per_gpu_batching': False, 'batch_size_multiple': None, 'block_size': 256,
+    'cache_data': False, 'max_cache_size': 128, 'store_files_under': 134217728, 'close_files': False,
+    'line_index_path': None, 'reset_line_index': False, 'cache_line_index': True, 'num_workers': 4,
+    'truncate': False, 'domains': None, 'domain_tag': False, 'source_tags': None, 'target_tags': None,
+    'source_lang_code': False, 'target_lang_code': False, 'escape_emojis': False, 'copy_placeholder': True,
+    'normalize_punctuation': False, 'keep_whitespaces': False, 'protect_tokens': [], 'blacklist': [],
+    'stop_sequences': [], 'strip_prompt': True, 'inline_case': False, 'target_tokenizer': None,
+    'target_tokenizer_path': None, 'target_dict': None, 'old_source_dict': None, 'old_target_dict': None,
+    'default_embed': '<unk>', 'freeze_source_embed_regex': None, 'bpe_dropout': 0.0, 'target_bpe_dropout': 0.0,
+    'spell_out': 0.0, 'target_spell_out': 0.0, 'space_noise': 0.0, 'punct_noise': 0.0, 'char_noise': 0.0,
+    'word_noise': 0.0, 'masking': 0.0, 'noise_ops': ['ins', 'del', 'sub', 'swap'], 'len_penalty': 1.0,
+    'repeat_penalty': 1.0, 'sampling': False, 'sampling_topk': 0, 'sampling_topp': 1, 'sampling_temperature': 1.0,
+    'teacher_forcing': False, 'expected_scores': [], 'flexible': False, 'reset_params_regex': None,
+    'freeze_params_regex': None, 'train_params_regex': None, 'train_all_params': False,
+    'save_initial_checkpoint': False, 'save_trainable_only': False, 'only_validate': False, 'patience_min_steps': 0,
+    'alibi_max_bias': 8, 'attention_heads_kv': None, 'max_qkv': None, 'prompt_loss': 1.0, 'rope_base': 10000,
+    'shift_encoder_layers': None, 'shift_decoder_layers': None, 'sliding_window': None,
+    'model_type': 'encoder_decoder', 'input_dim': None, 'conv_input_dim': None, 'conv_channels': None,
+    'conv_activation': 'glu', 'conv_kernel_sizes': None, 'conv_strides': None, 'check_inf': False, 'norm_bias': True,
+    'parallel_attention': False, 'rms_norm': False, 'shared_norm': False, 'padding_idx': 1, 'bos_idx': 2,
+    'eos_idx': 2, 'unk_idx': 3, 'max_doc_size': 1, 'sent_merge_prob': 0.0, 'sent_sep': '<sep>',
 }
+
+# other values accepted: what this implementation does anyway
+ACCEPTED_VALUES: dict[str, tuple[Any, ...]] = {"dp_size": (1,), "log_file": ("train.log",)}
 
 _LAUNCHER = "the number of processes comes from `accelerate launch`/`torchrun` (accelerate_configs/*.yaml)"
 _DATA_PIPELINE = "corpora are tokenized once and cached with `datasets` (cache_dir), then batched from a buffer " \
@@ -60,21 +88,11 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "verbose": ("bool", "log lines every log_interval steps show loss, learning rate, tokens/s and gradient norm"),
     "debug": ("bool", "use --dry-run to check the configuration and data"),
     "benchmark": ("bool", "see benchmarks/ for throughput measurements"),
-    "config": ("value", "pass YAML files with -c (several are merged, later wins)"),
     # tasks and data pipeline
     "task": ("value", "only the 'translation' task is implemented"),
     "dataset_type": ("value", _DATA_PIPELINE),
     "per_gpu_batching": ("bool", "each rank takes every world_size-th batch of one global stream"),
     "batch_size_multiple": ("value", "batches are cut by batch_size tokens (and lines_per_batch)"),
-    "block_size": ("value", _DATA_PIPELINE),
-    "cache_data": ("bool", _DATA_PIPELINE),
-    "max_cache_size": ("value", _DATA_PIPELINE),
-    "store_files_under": ("value", _DATA_PIPELINE),
-    "close_files": ("bool", _DATA_PIPELINE),
-    "line_index_path": ("value", _DATA_PIPELINE),
-    "reset_line_index": ("bool", _DATA_PIPELINE),
-    "cache_line_index": ("bool", _DATA_PIPELINE),
-    "num_workers": ("value", f"{_DATA_PIPELINE}; DataLoader processes: dataloader_workers"),
     "truncate": ("bool", "training pairs longer than max_source_len/max_target_len are skipped, validation pairs "
                          "truncated"),
     "domains": ("list", "set domain per corpus in train_corpora ('domain: ted'); adapters: encoder_adapters_by"),
@@ -158,15 +176,21 @@ UNSUPPORTED_CORPUS_KEYS = {
 }
 
 
+def accepted(name: str, value: Any) -> bool:
+    """An unsupported Pasero option whose value leaves its feature off."""
+    return value == PASERO_DEFAULTS.get(name, object()) or value in ACCEPTED_VALUES.get(name, ())
+
+
 def unsupported_message(name: str, value: Any = None) -> str:
     hint = UNSUPPORTED[name][1]
-    shown = f" with value {value!r}" if name in ACCEPTED_VALUES else ""
+    default = PASERO_DEFAULTS.get(name)
+    shown = f" with value {value!r} (only Pasero's default, {default!r}, is accepted)" if default is not None else ""
     return f"option {name!r} (Pasero) is not supported{shown}: {hint}"
 
 
 def yaml_names() -> list[str]:
     """Names a YAML file may contain besides the options of `TrainingConfig` (checked by `translate`)."""
-    return [*RENAMED, *UNSUPPORTED]
+    return [*RENAMED, *INFORMATIONAL, *UNSUPPORTED]
 
 
 def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tuple[str, Any, str]]:
@@ -174,8 +198,10 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
     translated = []
     for key, value in options.items():
         origin = origins[key]
+        if key in INFORMATIONAL:
+            continue
         if key in UNSUPPORTED:
-            if value in ACCEPTED_VALUES.get(key, ()):
+            if accepted(key, value):
                 continue
             raise ConfigError(f"{origin}: {unsupported_message(key, value)}")
         translated.append((RENAMED.get(key, key), value, origin))
@@ -206,7 +232,7 @@ def reject_unsupported_flags(parser: argparse.ArgumentParser, argv: Sequence[str
         import yaml
 
         parsed = yaml.safe_load(value) if isinstance(value, str) else value
-        if parsed in ACCEPTED_VALUES.get(name, ()):
+        if accepted(name, parsed):
             continue
         raise ConfigError(f"command-line option --{name.replace('_', '-')}: {unsupported_message(name, parsed)}")
 

@@ -17,7 +17,7 @@ import yaml
 from pasero_hf.cli.train import main
 from pasero_hf.data.sample_data import iso_codes_dir
 from pasero_hf.training.config import load_training_config
-from pasero_hf.training.pasero_options import UNSUPPORTED
+from pasero_hf.training.pasero_options import PASERO_DEFAULTS, UNSUPPORTED
 
 EXAMPLES = Path(__file__).parents[1] / "fixtures" / "pasero-examples"
 MODELS = Path(__file__).parents[1] / "fixtures" / "pasero-models"
@@ -196,14 +196,14 @@ def test_doc_level_config_is_refused_with_the_pasero_reason(pasero_train):
 @pytest.mark.parametrize("name", sorted(UNSUPPORTED))
 def test_every_refused_pasero_option_names_itself_in_yaml_and_as_a_flag(name, tmp_path):
     kind = UNSUPPORTED[name][0]
-    value = {"bool": True, "list": ["x"], "value": 7}[kind]
+    default = PASERO_DEFAULTS.get(name)
+    value = {"bool": not default, "list": ["x"], "value": 7 if default != 7 else 8}[kind]
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"lr": 0.001, name: value}, sort_keys=False), encoding="utf-8")
     with pytest.raises(Exception, match=rf"c.yaml:2: option '{name}' \(Pasero\) is not supported"):
         load_training_config(["-c", str(config)])
-    if name == "config":
-        return  # --config is ours as well as Pasero's: YAML files to read
-    flag = ["--" + name.replace("_", "-")] + ({"bool": [], "list": ["x"], "value": ["7"]}[kind])
+    flag = "--" + ("no-" if kind == "bool" and not value else "") + name.replace("_", "-")
+    flag = [flag] + ({"bool": [], "list": ["x"], "value": [str(value)]}[kind])
     with pytest.raises(Exception, match=rf"option '{name}' \(Pasero\) is not supported"):
         load_training_config(flag)
 
@@ -232,3 +232,35 @@ def test_readme_table_lists_every_pasero_option():
 
     assert set(UNSUPPORTED) <= names and set(MODEL_HYPERPARAMETERS) <= names
     assert {"train_corpora", "metrics", "average_checkpoints", "keep_interval", "target_dict", "continue"} <= names
+
+
+def test_sentencepiece_tokenizer(tmp_path, bible_dir):
+    """tokenizer: sentencepiece with the model's own vocabulary. (With a dict, the tokenizer layer calls
+    SentencePieceProcessor.SetVocabulary, which sentencepiece 0.2.x no longer has: a tokenization bug, reported.)"""
+    import sentencepiece
+
+    from pasero_hf.training.run import load_tokenizer
+
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(bible_dir / "train.en"), model_prefix=str(tmp_path / "spm"), vocab_size=200, num_threads=1,
+        input_sentence_size=2000, minloglevel=2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tmp_path}\ntokenizer: sentencepiece\ntokenizer_path: spm.model\n", encoding="utf-8")
+    own = load_tokenizer(load_training_config(["-c", str(config)]))
+    text = "And God said"
+    ids = own(text)["input_ids"]
+    assert ids[-1] == own.eos_token_id and max(ids) < len(own) and len(own) >= 200
+    assert own.decode(ids, skip_special_tokens=True) == text
+
+
+def test_a_training_yaml_written_by_pasero_loads(fixtures_dir):
+    """Pasero writes every option (most at their defaults) into MODEL_DIR/training.yaml: it loads as it is."""
+    path = fixtures_dir / "pasero-tiny-en-es" / "training.yaml"
+    pasero = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert len(pasero) > 190
+    config = load_training_config(["-c", str(path)])
+    for name in ("embed_dim", "encoder_layers", "encoder_ffn_dim", "dropout", "shared_embeddings"):
+        assert config.model.hyperparameters[name] == pasero[name]
+    assert config.data.seed == pasero["seed"] and config.run.metrics == pasero["metrics"]
+    assert config.data.buffer_size == pasero["buffer_size"] and config.run.log_interval == pasero["log_interval"]
+    assert config.run.dataloader_pin_memory == pasero["dataloader_pin_memory"]
