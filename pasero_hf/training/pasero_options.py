@@ -13,6 +13,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 from pasero_hf.data.config_parsing import ConfigError
 
 # Pasero name -> our option name
@@ -70,7 +72,7 @@ _NOISE = "no source-side noise or subword regularization at training time"
 UNSUPPORTED: dict[str, tuple[str, str]] = {
     # distributed training and precision
     "dp_size": ("value", _LAUNCHER),
-    "tp_size": ("value", f"tensor parallelism: {_LAUNCHER} with accelerate_configs/tp.yaml"),
+    "tp_size": ("value", "tensor parallelism: `accelerate launch --config_file accelerate_configs/tp.yaml`"),
     "start_rank": ("value", _LAUNCHER),
     "distributed_init_method": ("value", _LAUNCHER),
     "sequence_parallel": ("bool", "tensor parallelism shards by features only (accelerate_configs/tp.yaml)"),
@@ -210,11 +212,11 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
 
 def add_unsupported_flags(parser: argparse.ArgumentParser) -> None:
     """`--tp-size 2`, `--amp`... parse, so that they fail with what to use instead rather than 'unknown option'."""
-    for name, (kind, hint) in UNSUPPORTED.items():
+    for name, (kind, _) in UNSUPPORTED.items():
         flag = "--" + name.replace("_", "-")
         if any(flag in action.option_strings for action in parser._actions):
             continue
-        help_text = f"(Pasero, not supported: {hint})"
+        help_text = argparse.SUPPRESS  # listed in the README's table of Pasero's options, not in --help
         if kind == "bool":
             parser.add_argument(flag, dest=f"pasero:{name}", action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
@@ -229,8 +231,6 @@ def reject_unsupported_flags(parser: argparse.ArgumentParser, argv: Sequence[str
         value = getattr(namespace, f"pasero:{name}", None)
         if value is None:
             continue
-        import yaml
-
         parsed = yaml.safe_load(value) if isinstance(value, str) else value
         if accepted(name, parsed):
             continue
