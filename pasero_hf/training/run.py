@@ -320,6 +320,8 @@ def train(config: TrainingConfig) -> TrainingResult:
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
     check_inputs(config)  # configuration and data problems stop the run before anything is written
+    tokenizer = load_tokenizer(config)
+    model_cfg = model_config(config, tokenizer)
     world_size = world_size_from_env()
     model_dir = config.model_dir
     args = training_arguments(config, world_size)
@@ -328,8 +330,6 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     resume = resume_checkpoint(config, is_main)
     setup_logging(model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
-    tokenizer = load_tokenizer(config)
-    model_cfg = model_config(config, tokenizer)
     require_homogeneous_batches(config)
     start_id = model_cfg.decoder_start_token_id
     train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size)

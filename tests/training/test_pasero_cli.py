@@ -65,6 +65,10 @@ def test_nothing_is_written_before_the_data_checks_pass(write_config, tmp_path, 
     status, _, err = run(["-c", config], capsys)
     assert_one_error(status, err, "odd.es:2: invalid UTF-8")
     assert not (tmp_path / "model").exists()
+    config = write_config()  # a model that cannot be built: also before anything is written
+    status, _, err = run(["-c", config, "--embed-dim", "30", "--encoder-attention-heads", "4"], capsys)
+    assert_one_error(status, err, "arch/model_args:")
+    assert not (tmp_path / "model").exists()
 
 
 def test_dry_run_writes_nothing_and_prints_configuration_and_corpora(write_config, tmp_path, capsys):
