@@ -43,8 +43,8 @@ def _local_model_dir(model_dir: Path, checkpoint: str | None) -> Path:
             f"with `pasero-convert {model_dir} OUTPUT_DIR`"
         )
     raise FileNotFoundError(
-        f"{model_dir}: no model found: looked for config.json in it, then in {' and '.join(RUN_MODELS)} (the models "
-        "a training run writes); pass checkpoint=NAME (--ckpt NAME) to pick another subdirectory"
+        f"{model_dir} has no config.json, nor has its {' or '.join(RUN_MODELS)} (the models a training run writes): "
+        "no model found; checkpoint=NAME (--ckpt NAME) picks another subdirectory"
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import set_seed
 
 from pasero_hf.data.config_parsing import ConfigError
@@ -175,8 +176,8 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
             decoder_start_token_id=tokenizer.eos_token_id,
             **{**adapters, **opts.hyperparameters},
         )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"arch/model_args: {error}") from error
+    except (TypeError, ValueError, StrictDataclassError) as error:  # the last: PaseroConfig's own validation
+        raise ConfigError(f"arch/model_args: {getattr(error, '__cause__', None) or error}") from error
 
 
 def load_initial_weights(model: torch.nn.Module, ckpt: Path) -> None:

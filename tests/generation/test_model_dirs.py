@@ -35,11 +35,11 @@ def test_model_best_then_model_last(run_dir):
 
 def test_a_directory_without_model_names_what_was_looked_for(run_dir, tmp_path):
     shutil.rmtree(run_dir / "model_last")
-    with pytest.raises(FileNotFoundError, match=r"looked for config.json in it, then in model_best and model_last"):
+    with pytest.raises(FileNotFoundError, match=r"has no config.json, nor has its model_best or model_last"):
         resolve_model_dir(run_dir)
     with pytest.raises(FileNotFoundError, match=r"no model 'model_9'.*models in this directory: checkpoint-4"):
         resolve_model_dir(run_dir, checkpoint="model_9")
-    with pytest.raises(Exception, match=r"ckpt: .*looked for config.json"):
+    with pytest.raises(Exception, match=r"ckpt: .*has no config.json"):
         initial_checkpoint(str(run_dir))
 
 
