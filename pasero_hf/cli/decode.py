@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="File names in -i/-r/-o/-e may contain {src}, {tgt} and {pair} (= {src}-{tgt}), filled in for each "
         "language pair. Languages are inferred from the extensions of -i (source) and -r (target) files when not given.",
     )
-    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert) or Hub "
-                        "repo id (user/name)")
+    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert), a "
+                        "training run's directory (its model_best, else model_last) or a Hub repo id (user/name)")
+    parser.add_argument("--ckpt", metavar="NAME", help="model of the training run's directory to load "
+                        "(model_last, checkpoint-2000...; default: model_best, else model_last)")
     parser.add_argument("--revision", help="with a Hub repo id: branch, tag or commit (default: main)")
     files = parser.add_argument_group("files")
     files.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files (default: standard input)")
@@ -61,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'pasero': Pasero's exact beam search, 'hf': model.generate (default: auto)")
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--bleu-tok", help="sacrebleu tokenizer for BLEU (default: 13a, 'zh' for Chinese)")
+    evaluation.add_argument("--metrics", nargs="+", metavar="METRIC",
+                            help="scores printed with a reference: bleu, chrf, chrf++, spbleu, len_ratio "
+                                 "(default: bleu chrf)")
+    evaluation.add_argument("--eval-lc", action="store_true", help="case-insensitive scores")
+    evaluation.add_argument("--spbleu-model", metavar="SPM_MODEL",
+                            help="FLORES-200 SentencePiece model of spbleu (flores200_sacrebleu_tokenizer_spm.model)")
     evaluation.add_argument("--teacher-forcing", action="store_true",
                             help="score the references instead of decoding (needs -r); -v shows their scores")
     evaluation.add_argument("--continue", dest="continue_", action="store_true",
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pasero_hf.generation.inference_corpus import get_inference_corpora
     from pasero_hf.generation.text_generator import TextGenerator
+    from pasero_hf.metrics import check_metrics
 
     if args.buffer_size < 1:
         raise ValueError(f"--buffer-size must be >= 1, got {args.buffer_size}")
@@ -98,12 +107,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--teacher-forcing needs references: give -r/--reference or -e/--eval-corpus")
     if args.continue_ and not args.output:
         raise ValueError("--continue needs -o/--output (the file to resume)")
+    if args.metrics:
+        check_metrics(args.metrics, args.spbleu_model)
     options = {name: getattr(args, name) for name in _DECODING_FLAGS if getattr(args, name) is not None}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     generator = TextGenerator.from_pretrained(
-        args.model, revision=args.revision, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code,
-        onednn=args.onednn, **options,
+        args.model, revision=args.revision, checkpoint=args.ckpt, device=device, dtype=dtype,
+        trust_remote_code=args.trust_remote_code, onednn=args.onednn, **options,
     )
     corpora = get_inference_corpora(
         inputs=args.input,
@@ -130,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
             continue_=args.continue_,
             verbose=args.verbose,
             bleu_tok=args.bleu_tok,
+            metrics=args.metrics,
+            eval_lc=args.eval_lc,
+            spbleu_model=args.spbleu_model,
             teacher_forcing=args.teacher_forcing,
             progress=False if args.quiet else None,
         )

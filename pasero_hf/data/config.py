@@ -44,6 +44,10 @@ class CorpusSpec:
             size/temperature-based one.
         domain: domain name (default: the file name without language suffixes, Pasero's convention).
         format: 'parallel', 'tsv', 'jsonl' or 'dataset'.
+        bidir: also use each language pair in the other direction (Pasero: only when no global languages are set).
+        early_stopping: this corpus counts in the validation metric (Pasero's key; only true is supported).
+
+    A bare string is a corpus of one path (Pasero's shortest form: ``train_corpora: [train]``).
     """
 
     paths: str | list[str]
@@ -54,8 +58,17 @@ class CorpusSpec:
     probability: float | None = None
     domain: str | None = None
     format: Literal["parallel", "tsv", "jsonl", "dataset"] = "parallel"
+    bidir: bool = False
+    early_stopping: bool = True
+
+    @classmethod
+    def from_str(cls, path: str) -> "CorpusSpec":
+        return cls(paths=[path])
 
     def __post_init__(self) -> None:
+        if not self.early_stopping:
+            raise ConfigError("early_stopping: false (Pasero) is not supported: every validation corpus counts in "
+                              "early_stopping_metric; remove this corpus or the key")
         if isinstance(self.paths, str):
             self.paths = [self.paths]
         if not self.paths:
@@ -81,7 +94,8 @@ class DataConfig:
 
     Attributes:
         data_dir: directory the corpus paths are relative to (the working directory is tried next).
-        train_corpora, valid_corpora: corpus definitions (`CorpusSpec`, or dicts with its fields).
+        train_corpora, valid_corpora: corpus definitions (`CorpusSpec`, dicts with its fields, or path strings);
+            Pasero's defaults: ``[train]`` and ``[valid]``.
         source_langs, target_langs, lang_pairs: default languages of the corpora; language pairs are
             ``lang_pairs`` when given, else the product source_langs x target_langs (minus X-X pairs unless
             ``allow_monolingual``).
@@ -108,8 +122,8 @@ class DataConfig:
     """
 
     data_dir: str = "."
-    train_corpora: list[CorpusSpec] = field(default_factory=list)
-    valid_corpora: list[CorpusSpec] = field(default_factory=list)
+    train_corpora: list[CorpusSpec] = field(default_factory=lambda: [CorpusSpec(paths=["train"])])  # Pasero's
+    valid_corpora: list[CorpusSpec] = field(default_factory=lambda: [CorpusSpec(paths=["valid"])])
     source_langs: list[str] | None = None
     target_langs: list[str] | None = None
     lang_pairs: list[str] | None = None
@@ -176,7 +190,9 @@ class DataConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-def _as_spec(corpus: CorpusSpec | dict, where: str) -> CorpusSpec:
+def _as_spec(corpus: CorpusSpec | dict | str, where: str) -> CorpusSpec:
     if isinstance(corpus, CorpusSpec):
         return corpus
+    if isinstance(corpus, str):
+        return CorpusSpec.from_str(corpus)
     return dataclass_from_dict(CorpusSpec, corpus, context=where)

@@ -63,6 +63,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
+        if isinstance(value, str) and hasattr(annotation, "from_str"):  # CorpusSpec: a bare path
+            return annotation.from_str(value)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping for {annotation.__name__}, got {value!r}")
         return dataclass_from_dict(annotation, value, context=where)

@@ -103,6 +103,8 @@ def expand_corpus(
         pairs = language_pairs(spec.source_langs, spec.target_langs, spec.lang_pairs, allow_monolingual)
     else:
         pairs = default_pairs
+    if spec.bidir and not default_pairs:  # as in Pasero, global languages (-s/-t) disable bidir
+        pairs = list(dict.fromkeys(pairs + [(tgt, src) for src, tgt in pairs]))
     if not pairs:
         raise ValueError(
             f"{where}: no language pair is defined; set lang_pairs or source_langs and target_langs "

@@ -116,6 +116,11 @@ def _dataset_pairs(corpus: Corpus) -> Iterator[tuple[str, str]]:
 _READERS = {"parallel": _parallel_pairs, "tsv": _tsv_pairs, "jsonl": _jsonl_pairs, "dataset": _dataset_pairs}
 
 
+def read_rows(corpus: Corpus) -> Iterator[tuple[str, str]]:
+    """Every (source, target) row of `corpus`, empty sides included (format checks as in `read_pairs`)."""
+    return _READERS[corpus.format](corpus)
+
+
 def read_pairs(corpus: Corpus, max_lines: int | None = None) -> Iterator[tuple[str, str]]:
     """Non-empty (source, target) pairs of `corpus`, in file order; at most `max_lines` of them."""
     kept = 0

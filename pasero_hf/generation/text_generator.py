@@ -65,7 +65,7 @@ from pasero_hf.generation.layer_outputs import (
     parse_layer_names,
 )
 from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
-from pasero_hf.metrics import corpus_scores
+from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
 
@@ -138,6 +138,7 @@ class TextGenerator:
         dtype: torch.dtype | str | None = None,
         trust_remote_code: bool = False,
         onednn: bool = True,
+        checkpoint: str | None = None,
         **options: Any,
     ) -> TextGenerator:
         """Load the model, tokenizer and decoding defaults of a model directory.
@@ -145,9 +146,10 @@ class TextGenerator:
         Decoding defaults come from `generation_config.json`, then `inference.yaml` (Pasero's), then `options`
         (our names like `beam_size` or Hugging Face ones like `num_beams`). Works with any directory that
         `AutoModelForSeq2SeqLM` or `AutoModelForCausalLM` loads (Pasero, M2M100/NLLB, ...). Remote code runs only with
-        `trust_remote_code=True`. `path` may also be a Hub repo id (`user/name`, at `revision`).
+        `trust_remote_code=True`. `path` may also be a Hub repo id (`user/name`, at `revision`), or a training run's
+        directory: its model_best, else model_last, is loaded (`checkpoint="checkpoint-2000"` picks another model).
         """
-        model_dir = resolve_model_dir(path, revision=revision)
+        model_dir = resolve_model_dir(path, checkpoint=checkpoint, revision=revision)
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
@@ -513,6 +515,9 @@ class TextGenerator:
         return_layers: Sequence[str] = (),
         progress: bool | None = None,
         output_stream: TextIO | None = None,
+        metrics: Sequence[str] | None = None,
+        eval_lc: bool = False,
+        spbleu_model: str | None = None,
         **options: Any,
     ) -> list[list[Hypothesis]]:
         """Decode a whole corpus; write outputs in input order; compute BLEU and chrF when it has a reference.
@@ -526,8 +531,13 @@ class TextGenerator:
         decoding option for the following lines instead of being translated. Outputs go to
         `corpus.output_path`, else to `output_stream` or standard output (`output_path=False`: nowhere).
 
+        `metrics` picks the scores (bleu, chrf, chrf++, spbleu with `spbleu_model`, len_ratio; default bleu and chrf);
+        `eval_lc` makes them case-insensitive.
+
         Returns the n-best lists of the lines decoded by this call.
         """
+        if metrics is not None:
+            check_metrics(metrics, spbleu_model)  # before decoding anything
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         if teacher_forcing and corpus.ref_path is None:
@@ -605,7 +615,9 @@ class TextGenerator:
             os.replace(partial_path, output_path)
         self._warn_truncated(truncated)
         if corpus.ref_path is not None and hypotheses:
-            self.metrics = corpus_scores(hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang))
+            self.metrics = corpus_scores(
+                hypotheses, kept_refs, bleu_tok=bleu_tok or _default_bleu_tok(corpus.target_lang),
+                metrics=DEFAULT_METRICS if metrics is None else metrics, lowercase=eval_lc, spbleu_model=spbleu_model)
         return outputs
 
     def _apply_command(self, options: dict[str, Any], name: str, value: str) -> dict[str, Any]:

@@ -59,9 +59,11 @@ def mark_complete(checkpoint_dir: Path, step: int) -> None:
     write_json_atomically(checkpoint_dir / COMPLETE_MARKER, {"step": step})
 
 
-def rotate_checkpoints(model_dir: Path, keep_last: int) -> None:
-    """Keep the `keep_last` most recent complete checkpoints."""
+def rotate_checkpoints(model_dir: Path, keep_last: int, keep_interval: int | None = None) -> None:
+    """Keep the `keep_last` most recent complete checkpoints, and those of every `keep_interval`-th step."""
     for path in complete_checkpoints(model_dir)[:-keep_last]:
+        if keep_interval and checkpoint_step(path) % keep_interval == 0:
+            continue
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ flag. Precedence, lowest first: dataclass defaults, the `-c` YAML files in order
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ import yaml
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.corpora import language_pairs
+from pasero_hf.metrics import check_metrics
 from pasero_hf.models.locate import looks_like_repo_id
+from pasero_hf.training import pasero_options
 from pasero_hf.training.config_parsing import (
     Located,
     build_argument_parser,
@@ -42,25 +45,24 @@ COMMAND_LINE_ALIASES = {
 }
 
 
-def _option(default: Any = None, help: str = "", **kwargs) -> Any:
+def _option(default: Any = None, help: str = "", model_arg: bool = False, **kwargs) -> Any:
+    """A configuration field; `model_arg`: a model hyper-parameter (a PaseroConfig field) merged into model_args."""
+    metadata = {"help": help, "model_arg": model_arg}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return field(default=default, metadata={"help": help}, **kwargs)
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass
 class TokenizationOptions:
     """Which tokenizer and vocabulary the model uses (paths relative to `data_dir`, then to the working directory)."""
 
-    tokenizer: Literal["pasero", "hf"] = _option(
-        "pasero", "'pasero' (inline-casing BPE codes + dict.txt) or 'hf' (a tokenizer directory for AutoTokenizer)")
-    tokenizer_path: str | None = _option(None, "BPE codes file ('pasero') or tokenizer directory ('hf')")
+    tokenizer: Literal["pasero", "sentencepiece", "hf"] = _option(
+        "pasero", "'pasero' (inline-casing BPE codes + dict.txt), 'sentencepiece' (an spm model, with or without a "
+        "dict.txt) or 'hf' (a tokenizer directory for AutoTokenizer)")
+    tokenizer_path: str | None = _option(
+        None, "BPE codes file ('pasero'), SentencePiece model ('sentencepiece') or tokenizer directory ('hf')")
     dict: str | None = _option(None, "Pasero dictionary (dict.txt) giving the vocabulary")
-    target_dict: str | None = _option(None, "separate target dictionary (not supported: shared vocabularies only)")
-
-    def __post_init__(self) -> None:
-        if self.target_dict is not None:
-            raise ConfigError("target_dict: separate source and target vocabularies are not supported; use one dict")
 
 
 @dataclass
@@ -80,15 +82,60 @@ class ModelOptions:
     lora_alpha: int = _option(8, "LoRA scaling numerator")
     lora_target_modules: list[str] = _option(
         ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], "modules that receive LoRA weights")
+    # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
+    embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
+    encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
+    decoder_layers: int | None = _option(None, "decoder layers (model_args)", model_arg=True)
+    encoder_attention_heads: int | None = _option(None, "encoder attention heads (model_args)", model_arg=True)
+    decoder_attention_heads: int | None = _option(None, "decoder attention heads (model_args)", model_arg=True)
+    encoder_ffn_dim: int | None = _option(None, "encoder feed-forward dimension (model_args)", model_arg=True)
+    decoder_ffn_dim: int | None = _option(None, "decoder feed-forward dimension (model_args)", model_arg=True)
+    dropout: float | None = _option(None, "dropout rate (model_args)", model_arg=True)
+    decoder_dropout: float | None = _option(None, "decoder dropout rate, default: dropout (model_args)", model_arg=True)
+    embed_dropout: float | None = _option(None, "embedding dropout rate, default: dropout (model_args)", model_arg=True)
+    attention_dropout: float | None = _option(None, "dropout on attention weights (model_args)", model_arg=True)
+    activation_dropout: float | None = _option(None, "dropout after the feed-forward activation (model_args)", model_arg=True)
+    activation_fn: str | None = _option(None, "relu, gelu or gelu_tanh (model_args)", model_arg=True)
+    shared_embeddings: bool | None = _option(None, "one embedding matrix for encoder and decoder (model_args)", model_arg=True)
+    tied_output_projection: bool | None = _option(
+        None, "the output projection is the decoder embedding matrix (model_args)", model_arg=True)
+    encoder_prenorm: bool | None = _option(None, "layer norm before each encoder block (model_args)", model_arg=True)
+    decoder_prenorm: bool | None = _option(None, "layer norm before each decoder block (model_args)", model_arg=True)
+    encoder_embed_norm: bool | None = _option(None, "layer norm after the encoder embeddings (model_args)", model_arg=True)
+    decoder_embed_norm: bool | None = _option(None, "layer norm after the decoder embeddings (model_args)", model_arg=True)
+    scale_embed: bool | None = _option(None, "multiply embeddings by sqrt(embed_dim) (model_args)", model_arg=True)
+    scale_attn: bool | None = _option(None, "scale attention scores by 1/sqrt(head_dim) (model_args)", model_arg=True)
+    has_bias: bool | None = _option(None, "biases in the linear layers (model_args)", model_arg=True)
+    attention_key_bias: bool | None = _option(None, "bias in the attention key projections (model_args)", model_arg=True)
+    norm_eps: float | None = _option(None, "layer norm epsilon (model_args)", model_arg=True)
+    encoder_max_len: int | None = _option(None, "maximum source positions of the model (model_args)", model_arg=True)
+    decoder_max_len: int | None = _option(None, "maximum target positions of the model (model_args)", model_arg=True)
+    encoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)", model_arg=True)
+    decoder_positional_encoding: str | None = _option(None, "sinusoidal or learned (model_args)", model_arg=True)
+    positional_encoding_shift: int | None = _option(None, "index of the first position (model_args)", model_arg=True)
+    encoder_adapter_dim: int | None = _option(None, "bottleneck dimension of encoder adapters (model_args)", model_arg=True)
+    decoder_adapter_dim: int | None = _option(None, "bottleneck dimension of decoder adapters (model_args)", model_arg=True)
+    encoder_adapter_layer_ids: list[int] | None = _option(None, "encoder layers with adapters (model_args)", model_arg=True)
+    decoder_adapter_layer_ids: list[int] | None = _option(None, "decoder layers with adapters (model_args)", model_arg=True)
+    adapter_zero_init: bool | None = _option(None, "initialize adapters as the identity (model_args)", model_arg=True)
 
     def __post_init__(self) -> None:
         if self.lora_rank < 0:
             raise ConfigError(f"lora_rank: must be >= 0, got {self.lora_rank}")
 
     @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """`model_args` with the top-level hyper-parameters that are set (these win)."""
+        top_level = {name: getattr(self, name) for name in MODEL_HYPERPARAMETERS if getattr(self, name) is not None}
+        return {**self.model_args, **top_level}
+
+    @property
     def uses_adapters(self) -> bool:
         return bool(self.arch.startswith("adapter") or self.encoder_adapters_by or self.decoder_adapters_by
                     or self.encoder_adapters or self.decoder_adapters)
+
+
+MODEL_HYPERPARAMETERS = [f.name for f in dataclasses.fields(ModelOptions) if f.metadata.get("model_arg")]
 
 
 @dataclass
@@ -138,9 +185,20 @@ class RunOptions:
     valid_interval: int = _option(1000, "steps between validations")
     log_interval: int = _option(100, "steps between log lines")
     keep_last: int = _option(1, "number of most recent checkpoints kept (model_best and model_last are extra)")
+    average_checkpoints: bool = _option(
+        False, "at the end of training, write MODEL_DIR/model_average: the mean weights of the last keep_last "
+               "checkpoints (pasero-average-checkpoints does it for any run)")
+    keep_interval: int | None = _option(
+        None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
+              "training)")
     patience: int | None = _option(None, "stop after this many validations without improvement")
-    early_stopping_metric: Literal["chrf", "bleu", "loss"] = _option(
-        "chrf", "validation metric that selects model_best and drives early stopping")
+    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "loss"] = _option(
+        "chrf", "validation metric that selects model_best and drives early stopping (loss or one of metrics)")
+    metrics: list[str] = _option(
+        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio")
+    eval_lc: bool = _option(False, "case-insensitive validation scores")
+    spbleu_model: str | None = _option(
+        None, "FLORES-200 SentencePiece model of the spbleu metric (flores200_sacrebleu_tokenizer_spm.model)")
     bleu_tok: str = _option("13a", "sacrebleu tokenizer of validation BLEU (13a, intl, zh, ja-mecab, char, none)")
     beam_size: int = _option(5, "beam size written to inference.yaml (decoding default)")
     valid_beam_size: int = _option(1, "beam size of validation decoding")
@@ -148,6 +206,12 @@ class RunOptions:
     valid_max_lines: int | None = _option(None, "translate at most this many lines per validation corpus")
     validate_at_start: bool = _option(False, "validate once before training")
     dataloader_workers: int = _option(0, "DataLoader worker processes (0: batches are built in the main process)")
+    dataloader_pin_memory: bool = _option(True, "DataLoader pins batches in memory (GPU training)")
+    dataloader_prefetch_factor: int | None = _option(
+        None, "batches each DataLoader worker prepares in advance (with dataloader_workers > 0)")
+    dry_run: bool = _option(
+        False, "resolve the configuration, check every data file, print the configuration and the corpus table, "
+               "then exit without training or writing anything")
     onednn: bool = _option(
         True, "on CPU, float32 linear layers multiply through oneDNN when faster (about 2x on AMD CPUs)"
     )
@@ -158,11 +222,18 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.push_to_hub is not None and not (looks_like_repo_id(self.push_to_hub) and "/" in self.push_to_hub):
             raise ConfigError(f"push_to_hub: {self.push_to_hub!r} is not a Hub repo id (USER_OR_ORG/NAME)")
-        for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size"):
-            if getattr(self, name) < 1:
+        for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size", "keep_interval"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.save_interval is None:
             self.save_interval = self.valid_interval
+        try:
+            check_metrics(self.metrics, self.spbleu_model)
+        except ValueError as error:
+            raise ConfigError(f"metrics: {error}") from None
+        if self.early_stopping_metric not in ("loss", *self.metrics):
+            raise ConfigError(f"early_stopping_metric: {self.early_stopping_metric!r} is not computed: add it to "
+                              f"metrics (now {self.metrics})")
         if self.continue_ and not self.ckpt:
             raise ConfigError("continue: needs --ckpt (rerunning the same command already resumes from MODEL_DIR)")
 
@@ -214,8 +285,9 @@ class TrainingConfig:
             f"{option}: {expanded}{where} not found in data_dir {self.data.data_dir!r} nor in the working directory")
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat {option: value}, as written to MODEL_DIR/training.yaml (and readable with `-c`)."""
-        return flatten(self)
+        """Flat {option: value}, as written to MODEL_DIR/training.yaml (and readable with `-c`); model
+        hyper-parameters that are not set (those of `arch` and `model_args` apply) are left out."""
+        return {k: v for k, v in flatten(self).items() if not (k in MODEL_HYPERPARAMETERS and v is None)}
 
     def write_training_yaml(self, path: str | os.PathLike) -> None:
         """The resolved configuration, written atomically."""
@@ -238,8 +310,10 @@ def _apply_singular_aliases(options: Located) -> None:
 
 def argument_parser(prog: str | None = None):
     """The command-line parser of training (one flag per option)."""
-    return build_argument_parser(TrainingConfig, prog=prog, description=__doc__.split("\n\n")[0],
-                                 aliases=COMMAND_LINE_ALIASES)
+    parser = build_argument_parser(TrainingConfig, prog=prog, description=__doc__.split("\n\n")[0],
+                                   aliases=COMMAND_LINE_ALIASES)
+    pasero_options.add_unsupported_flags(parser)
+    return parser
 
 
 def load_training_config(argv: Sequence[str] = (), config_files: Sequence[str | os.PathLike] = (),
@@ -250,18 +324,28 @@ def load_training_config(argv: Sequence[str] = (), config_files: Sequence[str | 
         ConfigError: malformed YAML (file and line), unknown option (with the closest names), wrong type.
     """
     parser = argument_parser()
+    pasero_options.reject_unsupported_flags(parser, argv)
     cli_files, cli_options = parse_command_line(parser, argv, TrainingConfig)
     options = Located()
     files = [str(f) for f in config_files] + list(cli_files)
+    sources = []
     for path in files:
-        file_options = read_yaml_options(path, TrainingConfig, extra_names=SINGULAR_ALIASES)
+        file_options = read_yaml_options(
+            path, TrainingConfig, extra_names=[*SINGULAR_ALIASES, *pasero_options.yaml_names()])
         _apply_singular_aliases(file_options)
-        for key, value in file_options.items():
-            options.set(key, value, file_options.origins[key])
-    for key, value in cli_options.items():
-        options.set(key, value, cli_options.origins[key])
+        sources.append(file_options)
+    sources.append(cli_options)
+    keyword_options = Located()
     for key, value in overrides.items():
-        options.set(key, value, f"keyword argument {key}")
+        keyword_options.set(key, value, f"keyword argument {key}")
+    sources.append(keyword_options)
+    for source in sources:
+        for key, value, origin in pasero_options.translate(source, source.origins):
+            if key in ("train_corpora", "valid_corpora"):
+                pasero_options.check_corpus_keys(value, key, origin)
+            if key == "model_args" and isinstance(value, dict) and isinstance(options.get(key), dict):
+                value = {**options[key], **value}  # a later model_args changes the fields it names
+            options.set(key, value, origin)
     _apply_singular_aliases(options)
     config = instantiate(TrainingConfig, options, options.origins)
     config.config_files = files

@@ -135,9 +135,15 @@ def read_yaml_options(path: str | Path, root: type, extra_names: Sequence[str] =
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: invalid UTF-8 (byte {data[error.start]:#x} at offset {error.start}); "
+                          "save the file as UTF-8") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
@@ -153,10 +159,16 @@ def read_yaml_options(path: str | Path, root: type, extra_names: Sequence[str] =
     index = option_index(root)
     sections = section_names(root)
 
+    seen: dict[str, int] = {}
+
     def visit(mapping: yaml.MappingNode, allowed: Mapping[str, Any]) -> None:
         for key_node, value_node in mapping.value:
             key = key_node.value
             where = f"{path}:{key_node.start_mark.line + 1}"
+            if key in seen:  # PyYAML silently keeps the last one: a typo-level mistake worth stopping for
+                raise ConfigError(f"{where}: duplicate option {key!r} (first set on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+            _check_duplicate_keys(value_node, path)
             value = yaml.SafeLoader("").construct_document(value_node)
             if key in sections and isinstance(value_node, yaml.MappingNode):
                 visit(value_node, allowed)
@@ -167,6 +179,21 @@ def read_yaml_options(path: str | Path, root: type, extra_names: Sequence[str] =
 
     visit(node, {**index, **dict.fromkeys(extra_names)})
     return options
+
+
+def _check_duplicate_keys(node: yaml.Node, path: Path) -> None:
+    """Duplicate keys inside nested mappings (corpus definitions, model_args)."""
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.value in lines:
+                raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: duplicate key {key_node.value!r} "
+                                  f"(first set on line {lines[key_node.value]})")
+            lines[key_node.value] = key_node.start_mark.line + 1
+            _check_duplicate_keys(value_node, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, path)
 
 
 def _flag(name: str) -> str:

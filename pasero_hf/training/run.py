@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import set_seed
 
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
-from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
+from pasero_hf.training.preflight import check_inputs, initial_checkpoint
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -95,6 +96,8 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         ignore_data_skip=True,  # the stream restores its own position
         remove_unused_columns=False,
         dataloader_num_workers=run.dataloader_workers,
+        dataloader_pin_memory=run.dataloader_pin_memory,
+        dataloader_prefetch_factor=run.dataloader_prefetch_factor if run.dataloader_workers else None,
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=config.model.uses_adapters,
         report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
@@ -142,6 +145,14 @@ def load_tokenizer(config: TrainingConfig):
         return AutoTokenizer.from_pretrained(str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")))
     from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
 
+    if opts.tokenizer == "sentencepiece":  # Pasero's spm option: the model's own vocabulary unless a dict is given
+        if not opts.tokenizer_path:
+            raise ConfigError("tokenizer_path: required with tokenizer 'sentencepiece' (a SentencePiece .model file)")
+        return PaseroTokenizer(
+            tokenizer_type="sentencepiece",
+            spm_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
+            dict_file=str(config.resolve_data_path(opts.dict, "dict")) if opts.dict else None,
+        )
     if not opts.tokenizer_path or not opts.dict:
         raise ConfigError("tokenizer_path and dict: both required with tokenizer 'pasero' (BPE codes and dict.txt)")
     return PaseroTokenizer(
@@ -163,16 +174,10 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,
             decoder_start_token_id=tokenizer.eos_token_id,
-            **{**adapters, **opts.model_args},
+            **{**adapters, **opts.hyperparameters},
         )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"arch/model_args: {error}") from error
-
-
-def checkpoint_path(ckpt: str) -> Path:
-    """--ckpt: a local checkpoint directory or file, else a Hub repo id (fine-tuning a model from the Hub)."""
-    path = Path(ckpt)
-    return path if path.exists() else resolve_model_dir(ckpt)
+    except (TypeError, ValueError, StrictDataclassError) as error:  # the last: PaseroConfig's own validation
+        raise ConfigError(f"arch/model_args: {getattr(error, '__cause__', None) or error}") from error
 
 
 def load_initial_weights(model: torch.nn.Module, ckpt: Path) -> None:
@@ -219,7 +224,7 @@ def build_model(config: TrainingConfig, model_cfg: PaseroConfig, corpora) -> tor
             model.add_adapters(adapter_names_for_data(keys, corpora), encoder=side == "encoder",
                                decoder=side == "decoder")
     if config.run.ckpt and not config.run.continue_:
-        load_initial_weights(model, checkpoint_path(config.run.ckpt))
+        load_initial_weights(model, initial_checkpoint(config.run.ckpt))
     if config.model.lora_rank:
         from peft import LoraConfig, get_peft_model
 
@@ -277,8 +282,10 @@ def resume_checkpoint(config: TrainingConfig, is_main: bool) -> Path | None:
         if latest is not None:
             return latest
     if config.run.ckpt and config.run.continue_:
-        return Path(config.run.ckpt)
+        ckpt = Path(config.run.ckpt)  # a checkpoint-N directory, or a run's directory: its latest checkpoint
+        return checkpoints.latest_checkpoint(ckpt) or ckpt
     return None
+
 
 
 class SetupError(ConfigError):
@@ -300,6 +307,12 @@ def train(config: TrainingConfig) -> TrainingResult:
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.save_final_checkpoint()
     model_dir = config.model_dir
+    if config.run.average_checkpoints and trainer.is_world_process_zero():
+        from pasero_hf.training.averaging import average_checkpoints
+
+        count = min(config.run.keep_last, len(checkpoints.complete_checkpoints(model_dir)))
+        average_checkpoints(model_dir, count, model_dir / "model_average")
+        logger.info("model_average: mean of the last %d checkpoints", count)
     best = model_dir / "model_best"
     return TrainingResult(model_dir, best if best.is_dir() else None, model_dir / "model_last",
                           trainer.state.global_step, trainer.state.best_metric, stop.stop_reason)
@@ -307,6 +320,9 @@ def train(config: TrainingConfig) -> TrainingResult:
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
+    check_inputs(config)  # configuration and data problems stop the run before anything is written
+    tokenizer = load_tokenizer(config)
+    model_cfg = model_config(config, tokenizer)
     world_size = world_size_from_env()
     model_dir = config.model_dir
     args = training_arguments(config, world_size)
@@ -315,8 +331,6 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     resume = resume_checkpoint(config, is_main)
     setup_logging(model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
-    tokenizer = load_tokenizer(config)
-    model_cfg = model_config(config, tokenizer)
     require_homogeneous_batches(config)
     start_id = model_cfg.decoder_start_token_id
     train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size)
@@ -366,6 +380,10 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         inference_config=inference_config(config, tokenizer),
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
         onednn=config.run.onednn,
+        keep_interval=config.run.keep_interval,
+        metrics=config.run.metrics,
+        eval_lc=config.run.eval_lc,
+        spbleu_model=config.run.spbleu_model,
     )
     return trainer, stop, resume
 

@@ -18,6 +18,7 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer
 from transformers.trainer_callback import ProgressCallback
 
-from pasero_hf.metrics import corpus_scores
+from pasero_hf.metrics import DEFAULT_METRICS, corpus_scores
 from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback
@@ -69,6 +70,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         valid_beam_size, max_output_len: validation decoding.
         valid_max_lines: translate at most this many lines per validation set (the loss uses all of them).
         keep_last: complete checkpoints kept.
+        keep_interval: the checkpoints of every `keep_interval`-th step are kept too (Pasero's option).
+        metrics, eval_lc, spbleu_model: validation scores (`pasero_hf.metrics.corpus_scores`).
         inference_config: content of the `inference.yaml` written into every saved model directory.
         save_trainable_only: `checkpoint-N` directories hold only the trainable weights (adapters on a frozen base
             model); `model_best` and `model_last` stay complete, loadable models.
@@ -94,6 +97,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         inference_config: dict[str, Any] | None = None,
         save_trainable_only: bool = False,
         onednn: bool = True,
+        keep_interval: int | None = None,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        eval_lc: bool = False,
+        spbleu_model: str | None = None,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -109,6 +116,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.max_output_len = max_output_len
         self.valid_max_lines = valid_max_lines
         self.keep_last = keep_last
+        self.keep_interval = keep_interval
+        self.metrics = list(metrics)
+        self.eval_lc = eval_lc
+        self.spbleu_model = spbleu_model
         self.inference_config = inference_config or {}
         self.save_trainable_only = save_trainable_only
         self._saving_checkpoint = False
@@ -208,7 +219,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                 scores = self._validate_one(model, name, valid_set)
                 per_set.append(scores)
                 metrics.update({f"{metric_key_prefix}_{name}_{k}": v for k, v in scores.items()})
-        for key in ("loss", "bleu", "chrf"):
+        for key in ("loss", *self.metrics):
             values = [s[key] for s in per_set if key in s]
             if values:
                 metrics[f"{metric_key_prefix}_{key}"] = sum(values) / len(values)
@@ -250,7 +261,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             hypotheses.sort()
             outputs = [text for _, text in hypotheses]
             references = [valid_set.references[index] for index, _ in hypotheses]
-            scores.update(corpus_scores(outputs, references, bleu_tok=self.bleu_tok))
+            scores.update(corpus_scores(outputs, references, bleu_tok=self.bleu_tok, metrics=self.metrics,
+                                        lowercase=self.eval_lc, spbleu_model=self.spbleu_model))
             if self.is_world_process_zero():
                 for text in outputs[:3]:
                     logger.info("%s | example output: %s", name, text)
@@ -287,7 +299,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                                                   self.train_dataset.state_dict(steps=batches))
             self._write_inference_yaml(checkpoint_dir)
             checkpoints.mark_complete(checkpoint_dir, step)
-            checkpoints.rotate_checkpoints(run_dir, self.keep_last)
+            checkpoints.rotate_checkpoints(run_dir, self.keep_last, self.keep_interval)
         self.save_model_dir("model_last")
         logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
 

@@ -1,0 +1,75 @@
+"""`pasero-train`: the training command of Pasero users, and what `recipes/train_mt.py` runs.
+
+    pasero-train -c CONFIG.yaml -s de -t en [--option value ...]          # one process
+    accelerate launch recipes/train_mt.py -c CONFIG.yaml -s de -t en      # the same, on accelerate's processes
+    pasero-train -c CONFIG.yaml --dry-run                                 # check configuration and data only
+
+Under `accelerate launch` or `torchrun` (WORLD_SIZE is set) `pasero-train` joins the current world. Configuration
+and data errors are printed once (by rank 0) and exit with status 2 before anything is written. With
+`push_to_hub: USER/NAME`, the main process pushes model_best and its model card to the Hub at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from pasero_hf.data.config_parsing import ConfigError
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from pasero_hf.training.config import argument_parser, load_training_config
+
+        if "-h" in argv or "--help" in argv:
+            argument_parser(prog="pasero-train").parse_args(["--help"])
+        config = load_training_config(argv)
+        if config.run.dry_run:
+            from pasero_hf.training.preflight import check_inputs, dry_run_report
+
+            rows = check_inputs(config)
+            if _rank() == 0:
+                print(dry_run_report(config, rows))
+            return 0
+        from pasero_hf.training.run import train  # runs the same checks before writing anything
+
+        result = train(config)
+    except ConfigError as error:
+        if _rank() == 0:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    if _rank() != 0:
+        return 0
+    print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
+    if config.run.push_to_hub:
+        return push_best_model(config.run.push_to_hub, result)
+    return 0
+
+
+def push_best_model(repo_id: str, result) -> int:
+    """`push_to_hub: REPO_ID`: push model_best with its card. The command pushes, not `train()`: sharing
+    (pasero_hf.hub) is a layer above training, which must not import it."""
+    from pasero_hf.hub.cards import describe_hardware
+    from pasero_hf.hub.push import PushError, push_to_hub
+
+    if result.best_dir is None:
+        print(f"error: push_to_hub: no model_best in {result.model_dir} (no validation ran)", file=sys.stderr)
+        return 1
+    try:
+        info = push_to_hub(result.best_dir, repo_id, exist_ok=True, hardware=describe_hardware(),
+                           commit_message=f"Upload model_best (step {result.global_step}) with pasero-hf")
+    except PushError as error:
+        print(f"error: push_to_hub: {error}", file=sys.stderr)
+        return 1
+    print(f"pushed: {info.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
