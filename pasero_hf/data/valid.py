@@ -9,6 +9,7 @@ import numpy as np
 from pasero_hf.data.batching import collate_pairs, length_sorted_batches
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
+from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
 
 
@@ -42,6 +43,7 @@ def build_valid_datasets(
     decoder_start_token_id: int,
     pad_token_id: int | None = None,
     cache_dir: str | None = None,
+    languages: ModelLanguages | None = None,
 ) -> dict[str, ValidSet]:
     """Validation sets by corpus id (e.g. ``"valid.en-es"``), built from ``config.valid_corpora``.
 
@@ -60,7 +62,7 @@ def build_valid_datasets(
     valid_sets = {}
     for corpus in corpora:
         dataset = tokenize_corpus(corpus, tokenizer, limits, train=False, lang_code=config.lang_code,
-                                  cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines)
+                                  cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines, languages=languages)
         columns = dataset.to_dict()
         input_ids, labels = columns["input_ids"], columns["labels"]
         indices = length_sorted_batches(
