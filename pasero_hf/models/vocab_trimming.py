@@ -149,6 +149,8 @@ def trim_model(model: torch.nn.Module, new_to_old: list[int]) -> torch.nn.Module
         state[name] = tensor
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.vocab_size = len(new_to_old)
+    if getattr(config, "decoder_vocab_size", None):  # Marian
+        config.decoder_vocab_size = len(new_to_old)
     text_config = config.get_text_config()
     if text_config is not config:
         text_config.vocab_size = len(new_to_old)
@@ -181,6 +183,14 @@ def _remap_ids(config: Any, old_to_new: dict[int, int]) -> None:
         config.suppress_tokens = [old_to_new[i] for i in config.suppress_tokens if i in old_to_new] or None
 
 
+def tokenizer_id_bound(tokenizer: Any) -> int:
+    """1 + the largest id the tokenizer can produce (M2M100 puts its language codes after `len(tokenizer)`)."""
+    ids = list(tokenizer.get_vocab().values())
+    for name in ("lang_token_to_id", "lang_code_to_id"):
+        ids += list((getattr(tokenizer, name, None) or {}).values())
+    return max(ids) + 1
+
+
 def trim_vocabulary(model: torch.nn.Module, tokenizer: Any, keep_ids: Iterable[int],
                     output_dir: str | Path | None = None) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) keeping the tokens `keep_ids` plus the special, added and language tokens.
@@ -192,10 +202,14 @@ def trim_vocabulary(model: torch.nn.Module, tokenizer: Any, keep_ids: Iterable[i
     if output_dir is None:
         output_dir = tempfile.mkdtemp(prefix="pasero-trimmed-tokenizer-")
     trimmed_tokenizer = trim_tokenizer(tokenizer, keep, output_dir)
-    old_vocab = tokenizer.get_vocab()
+    old_vocab = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.get_vocab()}
+    for name in ("lang_token_to_id",):  # M2M100's language tokens are outside get_vocab()
+        old_vocab.update(getattr(tokenizer, name, None) or {})
     new_to_old = []
-    for new_id in range(len(trimmed_tokenizer)):
+    for new_id in range(tokenizer_id_bound(trimmed_tokenizer)):
         token = trimmed_tokenizer.convert_ids_to_tokens(new_id)
+        if token is None:  # an id no token maps to (M2M100's "made-up words"): any row will do, it is never produced
+            token = tokenizer.unk_token
         if token not in old_vocab:
             raise ValueError(f"vocabulary trimming: token {token!r} (new id {new_id}) is not in the original vocabulary")
         new_to_old.append(old_vocab[token])

@@ -19,6 +19,7 @@ import torch
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.models.vocab_trimming import tokenizer_id_bound
 from pasero_hf.training.config import TrainingConfig
 
 logger = logging.getLogger("pasero_hf.training")
@@ -127,14 +128,6 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
     check_languages(config, languages, name)
     logger.info("fine-tuning %s (%s, %s languages)", name, model_type, languages.family)
     return PretrainedModel(name, directory, model, tokenizer, languages)
-
-
-def tokenizer_id_bound(tokenizer: Any) -> int:
-    """1 + the largest id the tokenizer can produce (M2M100 puts its language codes after `len(tokenizer)`)."""
-    ids = list(tokenizer.get_vocab().values())
-    for name in ("lang_token_to_id", "lang_code_to_id"):
-        ids += list((getattr(tokenizer, name, None) or {}).values())
-    return max(ids) + 1
 
 
 def check_languages(config: TrainingConfig, languages: ModelLanguages, name: str) -> None:

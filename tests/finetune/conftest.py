@@ -109,7 +109,7 @@ def build_model(family: str, tokenizer):
         T5ForConditionalGeneration,
     )
 
-    from pasero_hf.training.pretrained import tokenizer_id_bound
+    from pasero_hf.models.vocab_trimming import tokenizer_id_bound
 
     torch.manual_seed(0)
     vocab_size = tokenizer_id_bound(tokenizer)

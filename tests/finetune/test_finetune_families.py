@@ -83,3 +83,27 @@ def test_finetune_each_family(family, family_model_dirs, finetune_data_dir, tmp_
         assert src_tokens[:len(source_prefix)] == source_prefix
     assert list(hypothesis["prompt_tokens"])[1:] == target_prefix
     assert isinstance(hypothesis["detok"], str)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_each_family(family, family_model_dirs, finetune_data_dir, tmp_path):
+    """LoRA on the architecture's own projections (T5: q/k/v/o/wi/wo): only LoRA weights move, adapters load."""
+    from safetensors.torch import load_file
+
+    config = load_training_config(**finetune_config(finetune_data_dir, family_model_dirs[family], tmp_path / "run",
+                                                    lora_rank=4, max_steps=2))
+    result = train(config)
+    assert result.global_step == 2
+    saved = load_file(str(result.last_dir / "adapter_model.safetensors"))
+    assert saved and all("lora_" in key for key in saved)
+    expected = {"t5": {"q", "k", "v", "o", "wi", "wo"}}.get(family, {"q_proj", "k_proj", "v_proj", "out_proj",
+                                                                       "fc1", "fc2"})
+    assert {key.split(".lora_")[0].rsplit(".", 1)[-1] for key in saved} == expected
+    lora_b = [value for key, value in saved.items() if "lora_B" in key]
+    assert any(bool(value.abs().sum() > 0) for value in lora_b)  # LoRA B starts at zero: training moved it
+    model = AutoModelForSeq2SeqLM.from_pretrained(result.last_dir)  # base model + adapter (PEFT integration)
+    base = AutoModelForSeq2SeqLM.from_pretrained(family_model_dirs[family])
+    batch = AutoTokenizer.from_pretrained(result.last_dir)([SENTENCE], return_tensors="pt")
+    with torch.no_grad():
+        args = dict(**batch, decoder_input_ids=torch.tensor([[base.config.decoder_start_token_id]]))
+        assert not torch.allclose(model(**args).logits, base(**args).logits)
