@@ -113,13 +113,13 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except (OSError, ValueError, TypeError) as error:
         raise ConfigError(f"{option}: cannot load the tokenizer of {tokenizer_dir}: {error}") from error
-    model = AutoModelForSeq2SeqLM.from_pretrained(directory, config=model_config, dtype=torch.float32)
-    rows = model.get_input_embeddings().num_embeddings
-    if tokenizer_id_bound(tokenizer) > rows:
+    rows = getattr(model_config.get_text_config(), "vocab_size", None)
+    if rows is not None and tokenizer_id_bound(tokenizer) > rows:
         raise ConfigError(
             f"{option}: the tokenizer of {tokenizer_dir} has ids up to {tokenizer_id_bound(tokenizer) - 1} but {name} "
             f"has only {rows} embeddings: use the model's own tokenizer (or resize the model's embeddings before "
             "fine-tuning)")
+    model = AutoModelForSeq2SeqLM.from_pretrained(directory, config=model_config, dtype=torch.float32)
     try:
         languages = ModelLanguages.for_tokenizer(tokenizer, model_type, mapping=config.pretrained.lang_mapping,
                                                  source_prefix=config.pretrained.source_prefix)

@@ -18,7 +18,8 @@ VALID_LINES = 8
 TOKENIZER_LINES = 600
 TINY = {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
         "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 256,
-        "dropout": 0.0, "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0}
+        "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "encoder_layerdrop": 0.0,
+        "decoder_layerdrop": 0.0}
 
 
 def _lines(bible_dir: Path, split: str, lang: str, count: int) -> list[str]:
