@@ -98,3 +98,34 @@ def test_bad_input_fails_before_training(case, family_model_dirs, finetune_data_
     with pytest.raises(ConfigError, match=expected):
         prepare_trainer(load_training_config(**options))
     assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+def test_pruned_nllb_moe_fine_tunes_with_the_same_recipe(family_model_dirs, finetune_data_dir, tmp_path):
+    """An NLLB-MoE pruned to 3 of 8 experts per sparse layer (as pasero-prune-experts writes it) fine-tunes."""
+    from pasero_hf.models.nllb_moe import PaseroNllbMoeConfig, PaseroNllbMoeForConditionalGeneration
+    from pasero_hf.models.nllb_moe.pruning import ExpertSelection, prune_model, sparse_layers
+    from pasero_hf.models.vocab_trimming import tokenizer_id_bound
+
+    tokenizer = AutoTokenizer.from_pretrained(family_model_dirs["nllb"])
+    torch.manual_seed(0)
+    model = PaseroNllbMoeForConditionalGeneration(PaseroNllbMoeConfig(
+        vocab_size=tokenizer_id_bound(tokenizer), d_model=16, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2, num_experts=8,
+        encoder_sparse_step=2, decoder_sparse_step=2, max_position_embeddings=256, dropout=0.0,
+        attention_dropout=0.0, encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=1, eos_token_id=2,
+        bos_token_id=0, decoder_start_token_id=2))
+    selection = {"encoder": {}, "decoder": {}}
+    for side, layer_id in sparse_layers(model):
+        selection[side][layer_id] = [0, 3, 5]
+    prune_model(model, ExpertSelection(selection))
+    pruned = tmp_path / "pruned"
+    model.save_pretrained(pruned)
+    tokenizer.save_pretrained(pruned)
+    result = train(load_training_config(**finetune_config(finetune_data_dir, pruned, tmp_path / "run",
+                                                          max_steps=2)))
+    from transformers import AutoModelForSeq2SeqLM
+
+    trained = AutoModelForSeq2SeqLM.from_pretrained(result.last_dir)
+    assert type(trained) is PaseroNllbMoeForConditionalGeneration
+    assert trained.config.encoder_experts_per_layer == model.config.encoder_experts_per_layer
+    assert not torch.equal(trained.model.shared.weight, model.model.shared.weight)
