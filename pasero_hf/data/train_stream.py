@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from pasero_hf.data.batching import collate_pairs, common_meta, length_sorted_batches
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
-from pasero_hf.data.sampling import corpus_probabilities
 from pasero_hf.data.model_languages import ModelLanguages
+from pasero_hf.data.sampling import corpus_probabilities
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
 
 STATE_VERSION = 1

@@ -73,7 +73,10 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
             `model_args`, unknown languages (listing the model's codes).
     """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+    )
 
     import pasero_hf.registration  # noqa: F401  (Pasero and NLLB-MoE models in the Auto classes)
 
