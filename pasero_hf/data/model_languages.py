@@ -132,11 +132,6 @@ class ModelLanguages:
         """Whether labels start with the target language code, which decoding must force after the start token."""
         return self.family in ("nllb", "m2m100", "mbart50")
 
-    @property
-    def handles_languages(self) -> bool:
-        """Whether languages change what the model sees (False: bilingual Marian, plain seq2seq, Pasero's own)."""
-        return bool(self.codes) or self.source_prefix is not None
-
     def model_code(self, lang: str, side: str = "target") -> str:
         """The model's code for data code `lang`; ValueError listing the model's codes when it has none."""
         if not self.codes:
@@ -170,29 +165,29 @@ class ModelLanguages:
         if self.family == "marian" and self.codes and target_lang is not None:
             parts.append(f">>{self.model_code(target_lang, 'target')}<< ")
         if self.source_prefix is not None:
-            _, _, names = nllb_table()
-
-            def name(lang: str | None, side: str) -> str:
-                if lang is None:
-                    raise ValueError(f"source_prefix {self.source_prefix!r} needs the {side} language")
-                to_short = nllb_table()[1]
-                short = lang if lang in names else to_short.get(self.mapping.get(lang, lang), to_short.get(lang, lang))
-                if short not in names and "_name}" in self.source_prefix:
-                    raise ValueError(f"no English name for language {lang!r} in the task prefix "
-                                     f"{self.source_prefix!r}: set source_prefix with {{src}}/{{tgt}} instead")
-                return names.get(short, lang)
-
             fields = {"src": source_lang, "tgt": target_lang}
             if "{src_name}" in self.source_prefix:
-                fields["src_name"] = name(source_lang, "source")
+                fields["src_name"] = self._english_name(source_lang, "source")
             if "{tgt_name}" in self.source_prefix:
-                fields["tgt_name"] = name(target_lang, "target")
+                fields["tgt_name"] = self._english_name(target_lang, "target")
             try:
                 parts.append(self.source_prefix.format(**fields))
             except (KeyError, IndexError) as error:
                 raise ValueError(f"source_prefix {self.source_prefix!r}: unknown field {error}; use {{src}}, {{tgt}}, "
                                  "{src_name}, {tgt_name}") from None
         return "".join(parts)
+
+    def _english_name(self, lang: str | None, side: str) -> str:
+        """`English` for `en`, `eng_Latn` or a code the user's mapping ties to one of them (T5 task prefixes)."""
+        if lang is None:
+            raise ValueError(f"source_prefix {self.source_prefix!r} needs the {side} language")
+        _, to_short, names = nllb_table()
+        mapped = self.mapping.get(lang)
+        for code in (lang, mapped, to_short.get(lang), to_short.get(mapped or "")):
+            if code in names:
+                return names[code]
+        raise ValueError(f"no English name for {side} language {lang!r} in the task prefix {self.source_prefix!r}: "
+                         "write source_prefix with {src}/{tgt} instead, or map the code to a known one")
 
     def set_tokenizer_languages(self, tokenizer: Any, source_lang: str | None, target_lang: str | None) -> None:
         """Point `src_lang`/`tgt_lang` of the tokenizer at the model codes of these languages."""

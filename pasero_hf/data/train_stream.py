@@ -245,6 +245,8 @@ def build_train_dataset(
         rank, world_size: data-parallel position of this process.
         pad_token_id: default ``tokenizer.pad_token_id``.
         cache_dir: tokenization cache (default ``config.cache_dir``, else a temp dir).
+        languages: how a pretrained model wants its languages (`pasero_hf.data.model_languages.ModelLanguages`:
+            codes mapped for its tokenizer, source prefixes); None: the tokenizer's `src_lang`/`tgt_lang` as given.
 
     Raises:
         FileNotFoundError, ValueError: on missing files, misaligned or empty corpora, undefined language pairs,

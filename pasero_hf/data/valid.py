@@ -49,6 +49,7 @@ def build_valid_datasets(
 
     Languages default to ``valid_lang_pairs`` / ``valid_source_langs`` x ``valid_target_langs``, then to the training
     ones. Pairs longer than the limits are truncated (never dropped); pairs with an empty side are skipped.
+    `languages`: as in `build_train_dataset`.
     """
     corpora = expand_corpora(
         config.valid_corpora, config.data_dir,
