@@ -8,7 +8,7 @@ same files with the same tokenizer reads the Arrow cache instead of tokenizing a
 The tokenizer is any Hugging Face tokenizer: sources are tokenized with ``tokenizer(text)``, targets with
 ``tokenizer(text_target=...)``. When it has ``src_lang``/``tgt_lang`` attributes (NLLB, M2M100, PaseroTokenizer)
 they are set per corpus before tokenizing, so the language codes it adds are the corpus' ones. A pretrained
-model's `ModelLanguages` (`pasero_hf.data.model_languages`) maps the corpus' codes to the model's and adds its
+model's `ModelLanguages` (`pasero_hf.tokenization.model_languages`) maps the corpus' codes to the model's and adds its
 source text prefix (Marian `>>fra<<`, T5 task prefix).
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import datasets
 
 from pasero_hf.data.corpora import Corpus, corpus_stamp
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.data.reading import CorpusFormatError, read_pairs
 from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from pasero_hf.data.batching import collate_pairs, common_meta, length_sorted_batches
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.data.sampling import corpus_probabilities
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 STATE_VERSION = 1
 _KEPT_CURSORS = 8
@@ -245,7 +245,7 @@ def build_train_dataset(
         rank, world_size: data-parallel position of this process.
         pad_token_id: default ``tokenizer.pad_token_id``.
         cache_dir: tokenization cache (default ``config.cache_dir``, else a temp dir).
-        languages: how a pretrained model wants its languages (`pasero_hf.data.model_languages.ModelLanguages`:
+        languages: how a pretrained model wants its languages (`pasero_hf.tokenization.model_languages.ModelLanguages`:
             codes mapped for its tokenizer, source prefixes); None: the tokenizer's `src_lang`/`tgt_lang` as given.
 
     Raises:

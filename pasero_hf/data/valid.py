@@ -9,8 +9,8 @@ import numpy as np
 from pasero_hf.data.batching import collate_pairs, length_sorted_batches
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 
 @dataclass

@@ -42,7 +42,6 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.decoding_options import (
     HF_ALIASES,
@@ -69,6 +68,7 @@ from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import corpus_scores
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fine-tuning a pretrained Hugging Face seq2seq model (`--model PATH_OR_NAME`, or `--ckpt` on such a directory).
 
-The model comes with its own tokenizer and its own way of marking languages (`pasero_hf.data.model_languages`);
+The model comes with its own tokenizer and its own way of marking languages (`pasero_hf.tokenization.model_languages`);
 everything else (corpora, sampling, token batches, validation, resume, LoRA...) is the same recipe as for Pasero
 models. Every problem with the model is found here, before training: no such model, not an encoder-decoder, a
 tokenizer larger than the model's vocabulary, languages the model does not know, LoRA targets that match nothing.
@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from pasero_hf.data.config_parsing import ConfigError
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.vocab_trimming import tokenizer_id_bound
+from pasero_hf.tokenization.model_languages import ModelLanguages
 from pasero_hf.training.config import TrainingConfig
 
 logger = logging.getLogger("pasero_hf.training")

@@ -6,8 +6,8 @@ import torch
 import yaml
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.generation import TextGenerator
+from pasero_hf.tokenization.model_languages import ModelLanguages
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import prepare_trainer, train
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from pasero_hf.data.config_parsing import ConfigError
-from pasero_hf.data.model_languages import ModelLanguages
+from pasero_hf.tokenization.model_languages import ModelLanguages
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import prepare_trainer, train
 

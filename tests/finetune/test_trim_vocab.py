@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from pasero_hf.data.model_languages import ModelLanguages
 from pasero_hf.generation import TextGenerator
 from pasero_hf.models.vocab_trimming import trim_vocabulary
+from pasero_hf.tokenization.model_languages import ModelLanguages
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import train
 
