@@ -83,6 +83,14 @@ def test_finetune_each_family(family, family_model_dirs, finetune_data_dir, tmp_
         assert src_tokens[:len(source_prefix)] == source_prefix
     assert list(hypothesis["prompt_tokens"])[1:] == target_prefix
     assert isinstance(hypothesis["detok"], str)
+    # pasero-decode with the data's short codes, reference scored
+    from pasero_hf.cli.decode import main as decode_main
+
+    (tmp_path / "test.en").write_text(SENTENCE + "\n" + SENTENCE.upper() + "\n")
+    (tmp_path / "test.es").write_text("Y dijo Dios: Sea la luz: y fué la luz.\nY DIJO DIOS\n")
+    code = decode_main([str(model_last), "-i", str(tmp_path / "test.en"), "-r", str(tmp_path / "test.es"), "-s", "en",
+                        "-t", "es", "-o", str(tmp_path / "out.es"), "--max-output-len", "5", "--beam-size", "2"])
+    assert code == 0 and len((tmp_path / "out.es").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -107,11 +115,3 @@ def test_lora_each_family(family, family_model_dirs, finetune_data_dir, tmp_path
     with torch.no_grad():
         args = dict(**batch, decoder_input_ids=torch.tensor([[base.config.decoder_start_token_id]]))
         assert not torch.allclose(model(**args).logits, base(**args).logits)
-    # pasero-decode with the data's short codes, reference scored
-    from pasero_hf.cli.decode import main as decode_main
-
-    (tmp_path / "test.en").write_text(SENTENCE + "\n" + SENTENCE.upper() + "\n")
-    (tmp_path / "test.es").write_text("Y dijo Dios: Sea la luz: y fué la luz.\nY DIJO DIOS\n")
-    code = decode_main([str(model_last), "-i", str(tmp_path / "test.en"), "-r", str(tmp_path / "test.es"), "-s", "en",
-                        "-t", "es", "-o", str(tmp_path / "out.es"), "--max-output-len", "5", "--beam-size", "2"])
-    assert code == 0 and len((tmp_path / "out.es").read_text().splitlines()) == 2
