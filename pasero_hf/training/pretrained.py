@@ -181,6 +181,9 @@ def apply_lora(model: torch.nn.Module, config: TrainingConfig) -> torch.nn.Modul
 
     opts = config.model
     targets = lora_target_modules(model, opts.lora_target_modules)
+    if opts.checkpoint_activations and hasattr(model, "enable_input_require_grads"):
+        # recomputed blocks only pass gradients on when their input requires them, and the embeddings are frozen
+        model.enable_input_require_grads()
     return get_peft_model(model, LoraConfig(r=opts.lora_rank, lora_alpha=opts.lora_alpha, target_modules=targets))
 
 

@@ -115,3 +115,15 @@ def test_lora_each_family(family, family_model_dirs, finetune_data_dir, tmp_path
     with torch.no_grad():
         args = dict(**batch, decoder_input_ids=torch.tensor([[base.config.decoder_start_token_id]]))
         assert not torch.allclose(model(**args).logits, base(**args).logits)
+
+
+def test_lora_with_checkpoint_activations_trains_every_layer(family_model_dirs, finetune_data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    config = load_training_config(**finetune_config(finetune_data_dir, family_model_dirs["t5"], tmp_path / "run",
+                                                    lora_rank=4, max_steps=2, checkpoint_activations=True))
+    result = train(config)
+    saved = load_file(str(result.last_dir / "adapter_model.safetensors"))
+    lora_b = {key: value for key, value in saved.items() if "lora_B" in key}
+    assert lora_b and all(bool(value.abs().sum() > 0) for value in lora_b.values()), \
+        [key for key, value in lora_b.items() if not value.abs().sum() > 0]
