@@ -275,6 +275,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             generate_inputs["decoder_input_ids"] = torch.cat([start, prefix], dim=1)
         output_ids = model.generate(**generate_inputs, num_beams=self.valid_beam_size,
                                     max_new_tokens=self.max_output_len, do_sample=False)
+        if self.target_prefix_len:  # the forced prompt is not part of the translation (M2M100 codes are not special)
+            output_ids = output_ids[:, 1 + self.target_prefix_len:]
         return self.processing_class.batch_decode(output_ids, skip_special_tokens=True)
 
     # -- checkpoints ---------------------------------------------------------------------------------------------

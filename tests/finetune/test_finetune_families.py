@@ -21,9 +21,12 @@ def test_tokenizer_round_trip(family, family_model_dirs):
     tokenizer = AutoTokenizer.from_pretrained(family_model_dirs[family])
     assert type(tokenizer).__name__.lower().startswith({"nllb": "nllb", "m2m100": "m2m100", "marian": "marian",
                                                         "mbart50": "mbart50", "t5": "t5"}[family])
-    ids = tokenizer(SENTENCE)["input_ids"]
+    ids = tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
-    assert tokenizer.decode(ids, skip_special_tokens=True) == SENTENCE
+    assert tokenizer.decode(ids) == SENTENCE
+    # with special tokens: the same ids between the family's language code (if any) and EOS
+    full = tokenizer(SENTENCE)["input_ids"]
+    assert full[-1] == tokenizer.eos_token_id and full[-1 - len(ids):-1] == ids
     assert ModelLanguages.for_tokenizer(tokenizer).family == family
 
 
@@ -68,6 +71,9 @@ def test_finetune_each_family(family, family_model_dirs, finetune_data_dir, tmp_
     assert changed, "no weight changed"
 
     model_last = tmp_path / "run" / "model_last"
+    outputs = [line.split("example output: ", 1)[1] for line in (tmp_path / "run" / "train.log").read_text().splitlines()
+               if "example output: " in line]
+    assert outputs and not any(code in text for text in outputs for code in target_prefix)  # no forced code in BLEU
     inference = yaml.safe_load((model_last / "inference.yaml").read_text())
     assert inference["arch"] == trainer.model.config.model_type
     assert inference["source_langs"] == ["en"] and inference["target_langs"] == ["es"]
