@@ -71,9 +71,6 @@ def test_finetune_each_family(family, family_model_dirs, finetune_data_dir, tmp_
     assert changed, "no weight changed"
 
     model_last = tmp_path / "run" / "model_last"
-    outputs = [line.split("example output: ", 1)[1] for line in (tmp_path / "run" / "train.log").read_text().splitlines()
-               if "example output: " in line]
-    assert outputs and not any(code in text for text in outputs for code in target_prefix)  # no forced code in BLEU
     inference = yaml.safe_load((model_last / "inference.yaml").read_text())
     assert inference["arch"] == trainer.model.config.model_type
     assert inference["source_langs"] == ["en"] and inference["target_langs"] == ["es"]
