@@ -47,18 +47,18 @@ class PretrainedModel:
 
 
 def pretrained_model_name(config: TrainingConfig) -> str | None:
-    """`--model`, or `--ckpt` when it names a Hugging Face model directory that is not a Pasero model."""
+    """`--model`, or `--ckpt` when it names a Hugging Face model (directory or Hub repo id) that is not a Pasero model."""
     if config.pretrained.model:
         return config.pretrained.model
     ckpt = config.run.ckpt
-    if ckpt and (Path(ckpt) / "config.json").is_file():
-        try:
-            model_type = json.loads((Path(ckpt) / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError):
-            return None
-        if model_type != "pasero":
-            return ckpt
-    return None
+    if not ckpt:
+        return None
+    try:
+        directory = Path(ckpt) if Path(ckpt).exists() else resolve_model_dir(ckpt)
+        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError):
+        return None  # not a model directory: --ckpt keeps its Pasero meaning (and its own errors)
+    return str(directory) if model_type != "pasero" else None
 
 
 def _option_name(config: TrainingConfig) -> str:

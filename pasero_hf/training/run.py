@@ -344,7 +344,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         model = build_model(config, model_cfg, train_stream.corpora)
     else:
         if config.pretrained.model and config.run.ckpt and not config.run.continue_:
-            load_initial_weights(pretrained.model, Path(config.run.ckpt))
+            load_initial_weights(pretrained.model, checkpoint_path(config.run.ckpt))
         model = finetuning_model(config, pretrained)
     if resume is not None and config.run.reset_optimizer:
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
