@@ -7,7 +7,9 @@ same files with the same tokenizer reads the Arrow cache instead of tokenizing a
 
 The tokenizer is any Hugging Face tokenizer: sources are tokenized with ``tokenizer(text)``, targets with
 ``tokenizer(text_target=...)``. When it has ``src_lang``/``tgt_lang`` attributes (NLLB, M2M100, PaseroTokenizer)
-they are set per corpus before tokenizing, so the language codes it adds are the corpus' ones.
+they are set per corpus before tokenizing, so the language codes it adds are the corpus' ones. A pretrained
+model's `ModelLanguages` (`pasero_hf.tokenization.model_languages`) maps the corpus' codes to the model's and adds its
+source text prefix (Marian `>>fra<<`, T5 task prefix).
 """
 
 import logging
@@ -22,6 +24,7 @@ import datasets
 from pasero_hf.data.corpora import Corpus, corpus_stamp
 from pasero_hf.data.reading import CorpusFormatError, read_pairs
 from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +81,9 @@ def _lang_code_id(tokenizer: Any, lang: str) -> int:
     return token_id
 
 
-def _tokenize(batch: dict, tokenizer: Any, lang_code_id: int | None, keep_text: bool) -> dict:
-    encoded = tokenizer(batch["source"], text_target=batch["target"])
+def _tokenize(batch: dict, tokenizer: Any, lang_code_id: int | None, keep_text: bool, source_prefix: str = "") -> dict:
+    sources = [source_prefix + source for source in batch["source"]] if source_prefix else batch["source"]
+    encoded = tokenizer(sources, text_target=batch["target"])
     input_ids = encoded["input_ids"]
     if lang_code_id is not None:
         input_ids = [ids if ids[:1] == [lang_code_id] else [lang_code_id] + ids for ids in input_ids]
@@ -150,23 +154,33 @@ def tokenize_corpus(
     lang_code: bool = False,
     cache_dir: str | None = None,
     max_lines: int | None = None,
+    languages: ModelLanguages | None = None,
 ) -> datasets.Dataset:
     """Read and tokenize one corpus (cached), then drop (train) or truncate (valid) pairs beyond `limits`.
+
+    `languages`: how the model wants its languages (default: the tokenizer's `src_lang`/`tgt_lang`, as given).
 
     Returns a dataset with ``input_ids`` and ``labels`` (token id lists, EOS and language codes included) and, for
     validation, the ``source`` and ``target`` text. Raises if no training pair is within the limits.
     """
     cache_dir = cache_dir or default_cache_dir()
     text = read_text_dataset(corpus, cache_dir, max_lines=max_lines)
-    set_tokenizer_langs(tokenizer, corpus.source_lang, corpus.target_lang)
+    source_prefix = ""
+    if languages is None:
+        set_tokenizer_langs(tokenizer, corpus.source_lang, corpus.target_lang)
+    else:
+        languages.set_tokenizer_languages(tokenizer, corpus.source_lang, corpus.target_lang)
+        source_prefix = languages.source_text_prefix(corpus.source_lang, corpus.target_lang)
     lang_code_id = _lang_code_id(tokenizer, corpus.target_lang) if lang_code else None
     fingerprint = datasets.fingerprint.Hasher.hash(
         [text._fingerprint, tokenizer_fingerprint(tokenizer), lang_code_id, train, _TOKENIZATION_VERSION]
+        + ([source_prefix] if source_prefix else [])
     )
     tokenized = text.map(
         _tokenize,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "lang_code_id": lang_code_id, "keep_text": not train},
+        fn_kwargs={"tokenizer": tokenizer, "lang_code_id": lang_code_id, "keep_text": not train,
+                   "source_prefix": source_prefix},
         remove_columns=["source", "target"],
         new_fingerprint=fingerprint,
         desc=f"tokenizing {corpus.corpus_id}",

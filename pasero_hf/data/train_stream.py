@@ -32,6 +32,7 @@ from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
 from pasero_hf.data.sampling import corpus_probabilities
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 STATE_VERSION = 1
 _KEPT_CURSORS = 8
@@ -233,6 +234,7 @@ def build_train_dataset(
     world_size: int = 1,
     pad_token_id: int | None = None,
     cache_dir: str | None = None,
+    languages: ModelLanguages | None = None,
 ) -> TrainStream:
     """Expand, read, tokenize (cached) and filter the training corpora; return this rank's batch stream.
 
@@ -243,6 +245,8 @@ def build_train_dataset(
         rank, world_size: data-parallel position of this process.
         pad_token_id: default ``tokenizer.pad_token_id``.
         cache_dir: tokenization cache (default ``config.cache_dir``, else a temp dir).
+        languages: how a pretrained model wants its languages (`pasero_hf.tokenization.model_languages.ModelLanguages`:
+            codes mapped for its tokenizer, source prefixes); None: the tokenizer's `src_lang`/`tgt_lang` as given.
 
     Raises:
         FileNotFoundError, ValueError: on missing files, misaligned or empty corpora, undefined language pairs,
@@ -258,7 +262,7 @@ def build_train_dataset(
     limits = _train_limits(config)
     corpus_datasets = [
         tokenize_corpus(corpus, tokenizer, limits, train=True, lang_code=config.lang_code,
-                        cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines)
+                        cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines, languages=languages)
         for corpus in tqdm(corpora, desc="training corpora", disable=len(corpora) < 2)
     ]
     return TrainStream(corpora, corpus_datasets, config, pad_token_id, decoder_start_token_id, rank, world_size)

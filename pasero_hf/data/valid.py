@@ -10,6 +10,7 @@ from pasero_hf.data.batching import collate_pairs, length_sorted_batches
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.corpora import Corpus, expand_corpora
 from pasero_hf.data.tokenized import LengthLimits, tokenize_corpus
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 
 @dataclass
@@ -42,11 +43,13 @@ def build_valid_datasets(
     decoder_start_token_id: int,
     pad_token_id: int | None = None,
     cache_dir: str | None = None,
+    languages: ModelLanguages | None = None,
 ) -> dict[str, ValidSet]:
     """Validation sets by corpus id (e.g. ``"valid.en-es"``), built from ``config.valid_corpora``.
 
     Languages default to ``valid_lang_pairs`` / ``valid_source_langs`` x ``valid_target_langs``, then to the training
     ones. Pairs longer than the limits are truncated (never dropped); pairs with an empty side are skipped.
+    `languages`: as in `build_train_dataset`.
     """
     corpora = expand_corpora(
         config.valid_corpora, config.data_dir,
@@ -60,7 +63,7 @@ def build_valid_datasets(
     valid_sets = {}
     for corpus in corpora:
         dataset = tokenize_corpus(corpus, tokenizer, limits, train=False, lang_code=config.lang_code,
-                                  cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines)
+                                  cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines, languages=languages)
         columns = dataset.to_dict()
         input_ids, labels = columns["input_ids"], columns["labels"]
         indices = length_sorted_batches(

@@ -68,6 +68,7 @@ from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
+from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class TextGenerator:
         source_langs: Sequence[str] = (),
         target_langs: Sequence[str] = (),
         onednn: bool = True,
+        languages: ModelLanguages | None = None,
     ):
         self.model = model.eval()
         self.onednn = onednn
@@ -124,6 +126,8 @@ class TextGenerator:
         self._forward_params = set(inspect.signature(model.forward).parameters)
         self._vocab = tokenizer.get_vocab()
         self._special_tokens = set(tokenizer.all_special_tokens)
+        # how the model family marks languages (NLLB/M2M100/mBART codes, Marian >>xx<<, T5 task prefix)
+        self.languages = languages or ModelLanguages.for_tokenizer(tokenizer, getattr(model.config, "model_type", None))
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
@@ -168,7 +172,10 @@ class TextGenerator:
         decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
         decoding = decoding.replace(options, origin="from_pretrained() options")
         source_langs, target_langs = _declared_languages(inference_yaml)
-        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn)
+        languages = ModelLanguages.for_tokenizer(tokenizer, config.model_type, mapping=inference_yaml.get("lang_mapping"),
+                                                 source_prefix=inference_yaml.get("source_prefix"))
+        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn,
+                   languages=languages)
 
     build = from_pretrained
 
@@ -240,7 +247,7 @@ class TextGenerator:
             raise ValueError(f"teacher_forcing has {len(teacher_forcing)} targets for {len(sentences)} sentences")
 
         self._set_tokenizer_languages(source_lang, target_lang)
-        sources = self._encode_sources(sentences)
+        sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
         max_source_len = self._max_source_len(decoding)
         truncated = 0
         for index, ids in enumerate(sources):
@@ -640,7 +647,9 @@ class TextGenerator:
             return declared[0] if len(declared) == 1 else None
         if declared and lang not in declared:
             raise ValueError(f"unknown {side} language {lang!r}: this model supports {', '.join(declared)}")
-        if self._uses_lang_codes(side) and self._lang_token(lang) is None:
+        if self.languages.codes:
+            self.languages.check([lang], side)  # the model's codes, a user mapping or the NLLB table (en -> eng_Latn)
+        elif self._uses_lang_codes(side) and self._lang_token(lang) is None:
             raise ValueError(
                 f"unknown {side} language {lang!r}: the tokenizer has no language code for it "
                 f"(looked for {lang!r}, '__{lang}__' and '<lang:{lang}>')"
@@ -657,11 +666,7 @@ class TextGenerator:
 
     def _set_tokenizer_languages(self, source_lang: str | None, target_lang: str | None) -> None:
         """Point the tokenizer at the languages (NLLB/M2M100/Pasero tokenizers place language codes themselves)."""
-        tokenizer = self.tokenizer
-        if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
-            tokenizer.tgt_lang = target_lang
-        if source_lang is not None and hasattr(tokenizer, "src_lang"):
-            tokenizer.src_lang = source_lang
+        self.languages.set_tokenizer_languages(self.tokenizer, source_lang, target_lang)
 
     def _lang_token(self, lang: str) -> str | None:
         if lang in self._special_tokens and lang in self._vocab:
@@ -671,11 +676,11 @@ class TextGenerator:
                 return candidate
         return None
 
-    def _encode_sources(self, sentences: list[str]) -> list[list[int]]:
+    def _encode_sources(self, sentences: list[str], prefix: str = "") -> list[list[int]]:
         nonblank = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         encoded: list[list[int]] = [[] for _ in sentences]
         if nonblank:
-            ids = self.tokenizer([sentences[index] for index in nonblank], add_special_tokens=True)["input_ids"]
+            ids = self.tokenizer([prefix + sentences[index] for index in nonblank], add_special_tokens=True)["input_ids"]
             for index, sentence_ids in zip(nonblank, ids):
                 encoded[index] = list(sentence_ids)
         return encoded
@@ -694,7 +699,9 @@ class TextGenerator:
         if start is None:
             start = self.model.generation_config.decoder_start_token_id
         prompt = [start]
-        if target_lang is not None and self._uses_lang_codes("target"):
+        if target_lang is not None and self.languages.forces_target_code and self.languages.codes:
+            prompt.append(self.tokenizer.convert_tokens_to_ids(self.languages.target_code_token(self.tokenizer, target_lang)))
+        elif target_lang is not None and self._uses_lang_codes("target"):
             token = self._lang_token(target_lang)
             prompt.append(self._vocab[token])
         return prompt

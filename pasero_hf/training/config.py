@@ -80,8 +80,9 @@ class ModelOptions:
     decoder_adapters: list[str] | None = _option(None, "explicit decoder adapter names")
     lora_rank: int = _option(0, "train LoRA adapters of this rank through PEFT on a frozen model (0: no LoRA)")
     lora_alpha: int = _option(8, "LoRA scaling numerator")
-    lora_target_modules: list[str] = _option(
-        ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], "modules that receive LoRA weights")
+    lora_target_modules: list[str] | None = _option(
+        None, "modules that receive LoRA weights (default: the architecture's attention and feed-forward "
+        "projections, e.g. q_proj k_proj v_proj out_proj fc1 fc2)")
     # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
     embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
     encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
@@ -136,6 +137,24 @@ class ModelOptions:
 
 
 MODEL_HYPERPARAMETERS = [f.name for f in dataclasses.fields(ModelOptions) if f.metadata.get("model_arg")]
+
+
+@dataclass
+class PretrainedOptions:
+    """Fine-tuning a pretrained Hugging Face seq2seq model (NLLB-200, M2M100, opus-mt, mBART, T5...) with its tokenizer."""
+
+    model: str | None = _option(
+        None, "pretrained model to fine-tune: a save_pretrained directory (or a name resolve_model_dir knows); "
+        "replaces arch/tokenizer (--ckpt on such a directory does the same)")
+    lang_mapping: str | dict | None = _option(
+        None, "data language code -> model code: a file of 'CODE<TAB>CODE' lines (like Pasero's NLLB "
+        "lang-mapping.txt) or a dict (default: the model's codes, then the built-in NLLB-200 table: en -> eng_Latn)")
+    source_prefix: str | None = _option(
+        None, "text before each source, with {src} {tgt} {src_name} {tgt_name} (T5 default: "
+        "'translate {src_name} to {tgt_name}: ')")
+    trim_vocab: bool = _option(
+        False, "keep only the vocabulary seen in the training data (plus special and language tokens): smaller "
+        "embeddings and output layer, saved with a matching tokenizer")
 
 
 @dataclass
@@ -245,6 +264,7 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tokenization: TokenizationOptions = field(default_factory=TokenizationOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
+    pretrained: PretrainedOptions = field(default_factory=PretrainedOptions)
     optimization: OptimizationOptions = field(default_factory=OptimizationOptions)
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
@@ -363,6 +383,7 @@ __all__ = [
     "ConfigError",
     "ModelOptions",
     "OptimizationOptions",
+    "PretrainedOptions",
     "RunOptions",
     "TokenizationOptions",
     "TrainingConfig",

@@ -27,6 +27,14 @@ from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.preflight import check_inputs, initial_checkpoint
+from pasero_hf.training.pretrained import (
+    apply_lora,
+    finetuning_model,
+    load_pretrained,
+    pretrained_inference_config,
+    pretrained_model_name,
+    trim_pretrained_vocabulary,
+)
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -226,11 +234,7 @@ def build_model(config: TrainingConfig, model_cfg: PaseroConfig, corpora) -> tor
     if config.run.ckpt and not config.run.continue_:
         load_initial_weights(model, initial_checkpoint(config.run.ckpt))
     if config.model.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(r=config.model.lora_rank, lora_alpha=config.model.lora_alpha,
-                          target_modules=config.model.lora_target_modules)
-        model = get_peft_model(model, lora)
+        model = apply_lora(model, config)
     elif config.model.uses_adapters:
         model.freeze_all_but_adapters()
     return model
@@ -321,9 +325,16 @@ def train(config: TrainingConfig) -> TrainingResult:
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
     check_inputs(config)  # configuration and data problems stop the run before anything is written
-    tokenizer = load_tokenizer(config)
-    model_cfg = model_config(config, tokenizer)
     world_size = world_size_from_env()
+    pretrained_name = pretrained_model_name(config)
+    pretrained = load_pretrained(config, pretrained_name, world_size) if pretrained_name else None
+    if pretrained is None:
+        tokenizer = load_tokenizer(config)
+        model_cfg = model_config(config, tokenizer)
+        start_id = model_cfg.decoder_start_token_id
+    else:
+        tokenizer, start_id = pretrained.tokenizer, pretrained.model.config.decoder_start_token_id
+    languages = pretrained.languages if pretrained is not None else None
     model_dir = config.model_dir
     args = training_arguments(config, world_size)
     is_main = args.process_index == 0
@@ -332,23 +343,36 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     setup_logging(model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
     require_homogeneous_batches(config)
-    start_id = model_cfg.decoder_start_token_id
-    train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size)
-    valid_sets = build_valid_datasets(config.data, tokenizer, start_id)
+    train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size,
+                                       languages=languages)
+    if pretrained is not None and config.pretrained.trim_vocab:
+        trim_pretrained_vocabulary(pretrained, train_stream.datasets)
+        tokenizer, start_id = pretrained.tokenizer, pretrained.model.config.decoder_start_token_id
+        train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index,
+                                           world_size=world_size, languages=languages)
+    valid_sets = build_valid_datasets(config.data, tokenizer, start_id, languages=languages)
     if not valid_sets:
         raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
     set_seed(config.data.seed)  # the same seed gives the same initial weights (and a rerun the same model)
-    model = build_model(config, model_cfg, train_stream.corpora)
+    if pretrained is None:
+        model = build_model(config, model_cfg, train_stream.corpora)
+    else:
+        if config.pretrained.model and config.run.ckpt and not config.run.continue_:
+            load_initial_weights(pretrained.model, initial_checkpoint(config.run.ckpt))
+        model = finetuning_model(config, pretrained)
     if resume is not None and config.run.reset_optimizer:
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
         load_initial_weights(_base_model(model), resume)
         resume = None
     trainable, total = trainable_parameter_count(model)
-    logger.info("model: %s, %s parameters (%s trainable)", config.model.arch, f"{total:,}", f"{trainable:,}")
+    inference = inference_config(config, tokenizer)
+    if pretrained is not None:
+        inference.update(pretrained_inference_config(pretrained))
+    logger.info("model: %s, %s parameters (%s trainable)", inference["arch"], f"{total:,}", f"{trainable:,}")
 
     if is_main:
         config.write_training_yaml(model_dir / "training.yaml")
-        write_yaml_atomically(model_dir / "inference.yaml", inference_config(config, tokenizer))
+        write_yaml_atomically(model_dir / "inference.yaml", inference)
 
     if resume is not None:
         data_state = checkpoints.read_data_state(resume)
@@ -377,13 +401,14 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         max_output_len=config.run.max_output_len,
         valid_max_lines=config.run.valid_max_lines,
         keep_last=config.run.keep_last,
-        inference_config=inference_config(config, tokenizer),
+        inference_config=inference,
         save_trainable_only=config.model.uses_adapters and not config.model.lora_rank,
         onednn=config.run.onednn,
         keep_interval=config.run.keep_interval,
         metrics=config.run.metrics,
         eval_lc=config.run.eval_lc,
         spbleu_model=config.run.spbleu_model,
+        target_prefix_len=1 if languages is not None and languages.forces_target_code else 0,
     )
     return trainer, stop, resume
 

@@ -77,6 +77,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             model); `model_best` and `model_last` stay complete, loadable models.
         onednn: during `train` and `evaluate`, float32 CPU linear layers multiply through oneDNN when that is faster
             (`pasero_hf.models.onednn`).
+        target_prefix_len: validation decoding starts with the decoder start token and this many first label tokens
+            (1 for NLLB/M2M100/mBART: the target language code, which the model must not choose itself).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         metrics: Sequence[str] = DEFAULT_METRICS,
         eval_lc: bool = False,
         spbleu_model: str | None = None,
+        target_prefix_len: int = 0,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -109,6 +112,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                        if isinstance(callback, StopCallback) and callback.max_seconds is not None]
             self.add_callback(QuietProgressCallback(min(budgets) if budgets else None))
         self.onednn = onednn
+        self.target_prefix_len = target_prefix_len
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
         self.bleu_tok = bleu_tok
@@ -277,8 +281,14 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         for key in ("source_lang", "target_lang", "domain"):
             if key in self._forward_params and inputs.get(key) is not None:
                 generate_inputs[key] = inputs[key]
+        if self.target_prefix_len:
+            prefix = inputs["labels"].index_select(0, selected)[:, :self.target_prefix_len]
+            start = prefix.new_full((len(rows), 1), model.config.decoder_start_token_id)
+            generate_inputs["decoder_input_ids"] = torch.cat([start, prefix], dim=1)
         output_ids = model.generate(**generate_inputs, num_beams=self.valid_beam_size,
                                     max_new_tokens=self.max_output_len, do_sample=False)
+        if self.target_prefix_len:  # the forced prompt is not part of the translation (M2M100 codes are not special)
+            output_ids = output_ids[:, 1 + self.target_prefix_len:]
         return self.processing_class.batch_decode(output_ids, skip_special_tokens=True)
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
