@@ -83,6 +83,7 @@ class ModelWorker:
     @classmethod
     def load(cls, name: str, path: str, device: str, limits: ServerLimits, metrics: Metrics, **options) -> ModelWorker:
         generator = TextGenerator.from_pretrained(path, device=device, **options)
+        _declare_bilingual_languages(generator)
         return cls(name, generator, device, limits, metrics, path=str(path))
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -190,6 +191,20 @@ class ModelWorker:
             job.streamer.emit("error" if error is not None else "done", error if error is not None else result)
         # a streamed request reads its events, not its future: the error travels as an event only
         loop.call_soon_threadsafe(_resolve, job.future, result, None if job.streamer is not None else error)
+
+
+def _declare_bilingual_languages(generator: TextGenerator) -> None:
+    """A converted bilingual Pasero model (its tokenizer places no language codes) declares no languages, but its
+    tokenizer knows them: declare them, so that `/info` and the playground show them and other languages are refused
+    instead of silently translating into the only language the model knows."""
+    tokenizer = generator.tokenizer
+    flags = ("lang_code", "source_lang_code", "target_lang_code")
+    if any(getattr(tokenizer, flag, True) for flag in flags):
+        return
+    if not generator.source_langs and getattr(tokenizer, "src_lang", None):
+        generator.source_langs = [tokenizer.src_lang]
+    if not generator.target_langs and getattr(tokenizer, "tgt_lang", None):
+        generator.target_langs = [tokenizer.tgt_lang]
 
 
 # MODEL[:DEVICE] with DEVICE "cpu", "cuda", "cuda:N", "mps" or a GPU number N

@@ -3,7 +3,7 @@
 import httpx2 as httpx
 import pytest
 from huggingface_hub import InferenceClient
-from huggingface_hub.errors import ValidationError
+from huggingface_hub.errors import HfHubHTTPError, ValidationError
 
 SENTENCE = "And God said, Let there be light: and there was light."
 
@@ -27,7 +27,7 @@ def test_text_generation_equals_text_generator(client, pasero_generator):
         [-score for score in expected["pos_scores"]], abs=1e-4)
     assert "".join(token.text for token in out.details.tokens) == out.generated_text
     assert out.details.tokens[-1].special and out.details.seed == 1
-    assert [token.text for token in out.details.prefill][-1] == ""  # the source's </s>
+    assert [token.text for token in out.details.prefill][-1] == "</s>"
     assert len(out.details.prefill) > 5
 
 
@@ -44,14 +44,17 @@ def test_stream(client, pasero_generator):
 
 
 def test_stop_sequences_and_length(client, pasero_generator):
-    full = pasero_generator.decode(SENTENCE, beam_size=1, max_output_len=40)[0][0]["detok"]
+    full = pasero_generator.decode(SENTENCE, max_output_len=40)[0][0]["detok"]  # the model's default beam search
     stop = full.split()[2]
-    out = client.text_generation(SENTENCE, max_new_tokens=40, stop=[stop], details=True, do_sample=False)
+    out = client.text_generation(SENTENCE, max_new_tokens=40, stop=[stop], details=True)
     assert out.generated_text == full[: full.index(stop) + len(stop)]
     assert out.details.finish_reason == "stop_sequence"
+    assert "".join(token.text for token in out.details.tokens) == out.generated_text
+    greedy = pasero_generator.decode(SENTENCE, beam_size=1, max_output_len=40)[0][0]["detok"]  # streaming's search
+    stop = greedy.split()[2]
     pieces = list(client.text_generation(SENTENCE, max_new_tokens=40, stop=[stop], stream=True))
-    assert "".join(pieces) == out.generated_text
-    short = client.text_generation(SENTENCE, max_new_tokens=3, details=True, do_sample=False)
+    assert "".join(pieces) == greedy[: greedy.index(stop) + len(stop)]
+    short = client.text_generation(SENTENCE, max_new_tokens=3, details=True)
     assert short.details.finish_reason == "length" and short.details.generated_tokens == 3
 
 
@@ -68,8 +71,9 @@ def test_best_of_and_full_text(client):
 def test_translation_task_languages(client, pasero_generator):
     out = client.translation(SENTENCE, src_lang="en", tgt_lang="es", generate_parameters={"num_beams": 2})
     assert out.translation_text == pasero_generator.decode(SENTENCE, beam_size=2)[0][0]["detok"]
-    with pytest.raises(ValidationError, match="fr"):
-        client.translation(SENTENCE, src_lang="en", tgt_lang="fr")
+    with pytest.raises(HfHubHTTPError, match="unknown target language 'fr'") as error:  # translation() does not
+        client.translation(SENTENCE, src_lang="en", tgt_lang="fr")                      # map TGI's error types
+    assert error.value.response.status_code == 422
 
 
 def test_generate_routes_info_health_metrics(server, pasero_generator):
