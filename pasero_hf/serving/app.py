@@ -147,7 +147,10 @@ def create_app(workers: dict[str, ModelWorker], limits: ServerLimits | None = No
     app.state.workers, app.state.limits, app.state.metrics = workers, limits, metrics
 
     @app.exception_handler(RequestError)
-    async def request_error(_request: Request, error: RequestError):
+    async def request_error(request: Request, error: RequestError):
+        if request.url.path.startswith("/v1/"):  # OpenAI's shape, whose clients show `error.message`
+            body = {"error": {"message": error.message, "type": error.error_type, "param": None, "code": None}}
+            return JSONResponse(body, status_code=error.status)
         return JSONResponse(error.body(), status_code=error.status)
 
     # ------------------------------------------------------------------------------------------------------------
