@@ -1,13 +1,11 @@
 """The web playground in headless Chromium: type a sentence, click, read the translation (and its n-best list)."""
 
-import shutil
-
 from pasero_hf.serving import parse_model_spec
 
 SENTENCE = "In the beginning God created the heaven and the earth."
 
 
-def test_playground_translates(server, browser_page, artifacts_dir, pasero_generator, repo_root):
+def test_playground_translates(server, browser_page, artifacts_dir, pasero_generator):
     page = browser_page
     page.goto(f"{server.url}/tiny-en-es")
     page.wait_for_selector("body[data-ready=true]")
@@ -21,9 +19,7 @@ def test_playground_translates(server, browser_page, artifacts_dir, pasero_gener
     assert "score" in page.locator(".hyp.best .score").inner_text()
     assert "POST /tiny-en-es/decode" in page.inner_text("#api-request")
     assert '"nbest"' in page.inner_text("#api-response")
-    page.screenshot(path=str(artifacts_dir / "playground.png"), full_page=True)
-    # the README's picture
-    shutil.copy(artifacts_dir / "playground.png", repo_root / "docs" / "images" / "playground.png")
+    page.screenshot(path=str(artifacts_dir / "playground.png"))  # docs/images/playground.png is one of these
 
 
 def test_playground_streams_tokens(server, browser_page, artifacts_dir, pasero_generator):
@@ -40,7 +36,7 @@ def test_playground_streams_tokens(server, browser_page, artifacts_dir, pasero_g
     assert page.inner_text(".hyp.best .detok") == expected["detok"]
     assert page.locator(".tokens span").all_inner_texts() == expected["tokens"]
     assert "/tiny-en-es/stream?" in page.inner_text("#api-request")
-    page.screenshot(path=str(artifacts_dir / "playground-stream.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / "playground-stream.png"))
 
 
 def test_playground_shows_errors(server, browser_page):
