@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=FIXTURE,
                         help="original Pasero checkpoint directory, en-es (default: the bundled tiny fixture)")
-    parser.add_argument("--lines", type=int, default=128, help="Bible test lines sent per measurement")
+    parser.add_argument("--lines", type=int, default=48, help="Bible test lines sent per measurement")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server (and pasero-decode)")
