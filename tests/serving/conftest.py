@@ -99,6 +99,12 @@ def start_server(specs, **limits):
 
 
 @pytest.fixture(scope="session")
+def server_factory():
+    """`start_server(model_dirs, **limits)`: a context manager running a server with these models and limits."""
+    return start_server
+
+
+@pytest.fixture(scope="session")
 def server(pasero_tiny_dir, chat_dir):
     with start_server([f"{pasero_tiny_dir}:cpu", chat_dir]) as running:
         yield running

@@ -120,3 +120,12 @@ def test_client_disconnect_cancels_stream(limited_server):
         time.sleep(0.1)
     assert cancelled() == before + 1
     assert httpx.post(limited_server.url + "/generate", json={"inputs": SENTENCE}).status_code == 200
+
+
+def test_request_timeout(pasero_tiny_dir, server_factory):
+    """A request still waiting after request_timeout gets 504, and its work is dropped."""
+    with server_factory([pasero_tiny_dir], request_timeout=0.05, batch_wait_ms=1000) as running:
+        response = httpx.post(running.url + "/generate", json={"inputs": SENTENCE})
+        assert response.status_code == 504
+        assert response.json() == {"error": "request timed out after 0.05 s (request_timeout)", "error_type": "timeout"}
+        assert httpx.get(running.url + "/health").status_code == 200
