@@ -53,12 +53,14 @@ def reference_outputs(model_dir: Path, source: Path, beam_size: int, workdir: Pa
 class Server:
     """A `pasero-serve` process on loopback."""
 
-    def __init__(self, model_dir: Path, batching: bool, threads: int):
+    def __init__(self, model_dir: Path, batching: bool, threads: int, batch_wait_ms: float | None = None):
         self.port = free_port()
         command = [str(BIN / "pasero-serve"), f"{model_dir}:cpu", "--port", str(self.port), "--log-level", "warning",
                    "--max-concurrent-requests", "256"]
         if not batching:
             command.append("--no-batching")
+        elif batch_wait_ms is not None:
+            command += ["--batch-wait-ms", str(batch_wait_ms)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server (and pasero-decode)")
+    parser.add_argument("--batch-wait-ms", type=float, help="the batched server's --batch-wait-ms (default: its own)")
     parser.add_argument("--no-update", action="store_true", help="print the table without updating RESULTS.md")
     args = parser.parse_args()
 
@@ -169,7 +172,7 @@ def main() -> None:
                       for beam in args.beam_sizes}
         results: dict[tuple, dict] = {}
         for batching in (True, False):
-            server = Server(model_dir, batching, args.threads)
+            server = Server(model_dir, batching, args.threads, args.batch_wait_ms)
             try:
                 run_load(server.port, "model", sentences[:8], 4, 1)  # warm-up
                 for beam in args.beam_sizes:

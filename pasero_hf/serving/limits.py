@@ -18,7 +18,7 @@ class ServerLimits:
         request_timeout: seconds a request may wait and run before it gets 504 (its work is then dropped).
         max_stop_sequences, max_best_of: TGI's limits on `stop` and `best_of`.
         batching: group concurrent requests to one model into one decoding batch.
-        batch_wait_ms: how long the first request of a batch waits for others to join it.
+        batch_wait_ms: a batch stays open while requests keep arriving less than this apart (10 times this at most).
         max_batch_tokens: most input tokens in one batch.
     """
 

@@ -30,6 +30,9 @@ from pasero_hf.serving.streaming import TokenStreamer
 
 logger = logging.getLogger(__name__)
 
+# Most batch_wait_ms windows that one batch waits for requests to join it.
+_MAX_WAITS = 10
+
 
 @dataclass
 class Job:
@@ -134,15 +137,20 @@ class ModelWorker:
                 batch.append(job)
                 tokens += job.num_tokens
                 inputs += len(job.inputs)
-        deadline = time.monotonic() + self.limits.batch_wait_ms / 1000
+        # A sliding window: the batch closes once no request has arrived for batch_wait_ms (clients answered together
+        # come back spread over more than that), or after _MAX_WAITS windows in all.
+        wait = self.limits.batch_wait_ms / 1000
+        now = time.monotonic()
+        deadline, last_call = now + wait, now + _MAX_WAITS * wait
         while tokens < self.limits.max_batch_tokens:
             try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                job = self._queue.get(timeout=max(0.0, min(deadline, last_call) - time.monotonic()))
             except queue.Empty:
                 break
             if job is None:  # stop() after this batch
                 self._queue.put(None)
                 break
+            deadline = time.monotonic() + wait
             if job.batch_key() == key and tokens + job.num_tokens <= self.limits.max_batch_tokens:
                 batch.append(job)
                 tokens += job.num_tokens
