@@ -26,7 +26,7 @@ _LIMIT_HELP = {
     "request_timeout": "seconds before a request gets 504",
     "max_stop_sequences": "most TGI stop sequences",
     "max_best_of": "largest TGI best_of",
-    "batch_wait_ms": "how long a batch waits for more requests (ms)",
+    "batch_wait_ms": "a batch stays open while requests arrive less than this apart (ms)",
     "max_batch_tokens": "most input tokens per batch",
 }
 
