@@ -519,7 +519,7 @@ def create_app(workers: dict[str, ModelWorker], limits: ServerLimits | None = No
         generator = worker.generator
         if generator.is_encoder_decoder or not getattr(generator.tokenizer, "chat_template", None):
             raise invalid(f"model {worker.name!r} has no chat template: use /generate or /{worker.name}/decode")
-        request, messages, _ = parse_openai_chat(body, generator, limits)
+        request, messages = parse_openai_chat(body, generator, limits)
         try:
             prompt = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as error:  # noqa: BLE001 - a template error is the messages' fault

@@ -123,11 +123,7 @@ def coerce(name: str, value: Any, kind: type, from_text: bool = False) -> Any:
             return value
     except ValueError:
         pass
-    return _raise(invalid(f"`{name}` must be {what}, got {value!r}"))
-
-
-def _raise(error):
-    raise error
+    raise invalid(f"`{name}` must be {what}, got {value!r}")
 
 
 def check_decoding(generator: TextGenerator, options: dict[str, Any], limits: ServerLimits) -> dict[str, Any]:
@@ -255,8 +251,8 @@ def parse_tgi(body: Any, generator: TextGenerator, limits: ServerLimits) -> Deco
     return request
 
 
-def parse_openai_chat(body: Any, generator: TextGenerator, limits: ServerLimits) -> tuple[DecodeRequest, list, str]:
-    """OpenAI's chat completion request: (decoding request with the rendered prompt, messages, model name)."""
+def parse_openai_chat(body: Any, generator: TextGenerator, limits: ServerLimits) -> tuple[DecodeRequest, list]:
+    """OpenAI's chat completion request: (decoding request, whose input the caller renders, messages)."""
     if not isinstance(body, dict):
         raise invalid(f"the request body must be a JSON object, got {type(body).__name__}")
     values = {}
@@ -302,4 +298,4 @@ def parse_openai_chat(body: Any, generator: TextGenerator, limits: ServerLimits)
         if values.get(name):
             request.languages[name] = values[name]
     request.options = check_decoding(generator, options, limits)
-    return request, messages, values.get("model") or ""
+    return request, messages

@@ -16,7 +16,7 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,7 +45,6 @@ class Job:
     future: asyncio.Future
     streamer: TokenStreamer | None = None
     cancelled: bool = False
-    enqueued: float = field(default_factory=time.monotonic)
 
     def batch_key(self):
         """Jobs with equal keys can be decoded in one batch; None: this one decodes alone."""
@@ -130,13 +129,11 @@ class ModelWorker:
         if key is None or not self.limits.batching:
             return batch
         tokens = first.num_tokens
-        inputs = len(first.inputs)
         for job in list(self._held):  # older jobs first
             if job.batch_key() == key and tokens + job.num_tokens <= self.limits.max_batch_tokens:
                 self._held.remove(job)
                 batch.append(job)
                 tokens += job.num_tokens
-                inputs += len(job.inputs)
         # A sliding window: the batch closes once no request has arrived for batch_wait_ms (clients answered together
         # come back spread over more than that), or after _MAX_WAITS windows in all.
         wait = self.limits.batch_wait_ms / 1000
@@ -154,7 +151,6 @@ class ModelWorker:
             if job.batch_key() == key and tokens + job.num_tokens <= self.limits.max_batch_tokens:
                 batch.append(job)
                 tokens += job.num_tokens
-                inputs += len(job.inputs)
             else:
                 self._held.append(job)
         return batch
