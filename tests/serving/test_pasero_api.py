@@ -89,12 +89,13 @@ def test_concurrent_requests_are_batched(server, pasero_generator, sentences):
     from concurrent.futures import ThreadPoolExecutor
 
     def metrics_batches():
-        text = httpx.get(f"{server.url}/metrics").text
-        line = next(line for line in text.splitlines()
-                    if line.startswith('pasero_batch_inputs_count{model="tiny-en-es"}'))
-        total = next(line for line in text.splitlines()
-                     if line.startswith('pasero_batch_inputs_sum{model="tiny-en-es"}'))
-        return float(line.split()[-1]), float(total.split()[-1])
+        """(batches, inputs) decoded so far by the model, from /metrics (0, 0 before its first batch)."""
+        values = {"count": 0.0, "sum": 0.0}
+        for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+            for name in values:
+                if line.startswith(f'pasero_batch_inputs_{name}{{model="tiny-en-es"}}'):
+                    values[name] = float(line.split()[-1])
+        return values["count"], values["sum"]
 
     batches_before, inputs_before = metrics_batches()
     with ThreadPoolExecutor(6) as pool:
