@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="File names in -i/-r/-o/-e may contain {src}, {tgt} and {pair} (= {src}-{tgt}), filled in for each "
         "language pair. Languages are inferred from the extensions of -i (source) and -r (target) files when not given.",
     )
-    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert)")
+    parser.add_argument("model", help="model directory (config.json, weights, tokenizer; see pasero-convert) or Hub "
+                        "repo id (user/name)")
+    parser.add_argument("--revision", help="with a Hub repo id: branch, tag or commit (default: main)")
     files = parser.add_argument_group("files")
     files.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files (default: standard input)")
     files.add_argument("-r", "--reference", nargs="+", metavar="FILE", help="reference files: BLEU/chrF are computed")
@@ -100,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     generator = TextGenerator.from_pretrained(
-        args.model, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code, onednn=args.onednn,
-        **options,
+        args.model, revision=args.revision, device=device, dtype=dtype, trust_remote_code=args.trust_remote_code,
+        onednn=args.onednn, **options,
     )
     corpora = get_inference_corpora(
         inputs=args.input,

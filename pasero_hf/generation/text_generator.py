@@ -133,6 +133,7 @@ class TextGenerator:
         cls,
         path: str | os.PathLike,
         *,
+        revision: str | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         trust_remote_code: bool = False,
@@ -144,9 +145,9 @@ class TextGenerator:
         Decoding defaults come from `generation_config.json`, then `inference.yaml` (Pasero's), then `options`
         (our names like `beam_size` or Hugging Face ones like `num_beams`). Works with any directory that
         `AutoModelForSeq2SeqLM` or `AutoModelForCausalLM` loads (Pasero, M2M100/NLLB, ...). Remote code runs only with
-        `trust_remote_code=True`.
+        `trust_remote_code=True`. `path` may also be a Hub repo id (`user/name`, at `revision`).
         """
-        model_dir = resolve_model_dir(path)
+        model_dir = resolve_model_dir(path, revision=revision)
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)

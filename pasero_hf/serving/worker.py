@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -225,13 +226,14 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 def load_workers(specs: list[str], limits: ServerLimits, metrics: Metrics | None = None,
                  **options: Any) -> dict[str, ModelWorker]:
     """Load every `MODEL[:DEVICE]` (a model directory or repo id: `resolve_model_dir`); each is named after its
-    directory. `options` go to `TextGenerator.from_pretrained` (dtype, trust_remote_code, decoding defaults)."""
+    directory (the last part of a repo id). `options` go to `TextGenerator.from_pretrained` (dtype, trust_remote_code, decoding defaults)."""
     metrics = metrics or Metrics()
     workers: dict[str, ModelWorker] = {}
     for spec in specs:
         model, device = parse_model_spec(spec)
         path = resolve_model_dir(model)
-        name = path.resolve().name
+        # named as the user wrote it: a repo id's local copy is a snapshot directory named by its commit
+        name = Path(model).name or path.resolve().name
         if name in workers:
             raise ValueError(f"two models are named {name!r} ({workers[name].path} and {path}): rename one directory")
         logger.info("loading %s on %s", path, device)

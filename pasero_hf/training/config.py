@@ -22,6 +22,7 @@ import yaml
 from pasero_hf.data.config import DataConfig
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.corpora import language_pairs
+from pasero_hf.models.locate import looks_like_repo_id
 from pasero_hf.training.config_parsing import (
     Located,
     build_argument_parser,
@@ -150,8 +151,13 @@ class RunOptions:
     onednn: bool = _option(
         True, "on CPU, float32 linear layers multiply through oneDNN when faster (about 2x on AMD CPUs)"
     )
+    push_to_hub: str | None = _option(
+        None, "Hub repo USER/NAME: at the end of training, push model_best with its model card (one commit; the repo "
+        "may already exist)")
 
     def __post_init__(self) -> None:
+        if self.push_to_hub is not None and not (looks_like_repo_id(self.push_to_hub) and "/" in self.push_to_hub):
+            raise ConfigError(f"push_to_hub: {self.push_to_hub!r} is not a Hub repo id (USER_OR_ORG/NAME)")
         for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")

@@ -21,6 +21,7 @@ from transformers import set_seed
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
+from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
@@ -168,6 +169,12 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
         raise ConfigError(f"arch/model_args: {error}") from error
 
 
+def checkpoint_path(ckpt: str) -> Path:
+    """--ckpt: a local checkpoint directory or file, else a Hub repo id (fine-tuning a model from the Hub)."""
+    path = Path(ckpt)
+    return path if path.exists() else resolve_model_dir(ckpt)
+
+
 def load_initial_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Weights of checkpoint directory `ckpt` (weights only); only adapter weights may be missing from it."""
     from transformers.modeling_utils import load_state_dict
@@ -212,7 +219,7 @@ def build_model(config: TrainingConfig, model_cfg: PaseroConfig, corpora) -> tor
             model.add_adapters(adapter_names_for_data(keys, corpora), encoder=side == "encoder",
                                decoder=side == "decoder")
     if config.run.ckpt and not config.run.continue_:
-        load_initial_weights(model, Path(config.run.ckpt))
+        load_initial_weights(model, checkpoint_path(config.run.ckpt))
     if config.model.lora_rank:
         from peft import LoraConfig, get_peft_model
 
