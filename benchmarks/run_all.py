@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["bench_tokenizer.py", "bench_train.py", "bench_decode.py", "bench_moe.py"]
+BENCHMARKS = ["bench_tokenizer.py", "bench_train.py", "bench_decode.py", "bench_moe.py", "bench_serve.py"]
 
 
 def main() -> int:

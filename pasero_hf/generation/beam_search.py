@@ -451,6 +451,7 @@ def sample(
     generator: torch.Generator | None = None,
     encoder_outputs: BaseModelOutput | None = None,
     return_scores: bool = True,
+    streamer=None,
 ) -> list[list[Hypothesis]]:
     """Greedy search (`greedy=True`) or random sampling, one hypothesis per sentence, as Pasero's `sampling`.
 
@@ -460,8 +461,11 @@ def sample(
     the start token and prefix included, as Pasero does. A sentence stops at EOS or after `max_output_len` tokens.
     `pos_scores` are the log-probabilities under the model (after the repeat penalty, before temperature, top-k and
     top-p). Greedy search with `return_scores=False` skips the log-softmax, as Pasero does (the argmax of the logits
-    is the same token): its hypotheses have no scores.
+    is the same token): its hypotheses have no scores. `streamer` (a `transformers` streamer: `put(ids)`, `end()`;
+    one sentence only) gets the decoder prompt, then each generated token as it is chosen, as `generate` does.
     """
+    if streamer is not None and attention_mask.size(0) != 1:
+        raise ValueError(f"a streamer needs a single sentence, got {attention_mask.size(0)}")
     if top_k and top_p < 1.0:
         raise ValueError("top_k and top_p cannot be combined: set top_k=0 or top_p=1.0")
     if top_k < 0 or not 0.0 < top_p <= 1.0:
@@ -478,6 +482,8 @@ def sample(
 
     state = _DecodingState(model, attention_mask, model_kwargs, output_attentions)
     out = state.first_step(input_ids, prompt, encoder_outputs)
+    if streamer is not None:
+        streamer.put(prompt.cpu())
     tokens = torch.cat([prompt, prompt.new_full((batch_size, max_len - prompt_len), ids.pad)], dim=1)
     pos_scores = torch.zeros(batch_size, max_len, device=device)
     pos_scores[:, 1:prompt_len] = _prompt_scores(out.logits, prompt)
@@ -528,6 +534,8 @@ def sample(
             next_words = (next_words if candidates is None else candidates.gather(1, next_words)).squeeze(1)
             next_scores = lprobs.gather(1, next_words.unsqueeze(1)).squeeze(1)
         tokens[:, step] = next_words
+        if streamer is not None:
+            streamer.put(next_words.cpu())
         if next_scores is not None:
             pos_scores[:, step] = next_scores
         if attention is not None:
@@ -547,6 +555,8 @@ def sample(
                 if attention is not None:
                     attention = attention[keep]
                 state.select_rows(keep, sentences=keep)
+    if streamer is not None:
+        streamer.end()
     return results  # type: ignore[return-value]
 
 
@@ -570,6 +580,7 @@ def pasero_search(
     generator: torch.Generator | None = None,
     encoder_outputs: BaseModelOutput | None = None,
     return_scores: bool = True,
+    streamer=None,
 ) -> list[list[Hypothesis]]:
     """Decodes a batch of source sentences the way Pasero's `pasero-decode` does.
 
@@ -594,6 +605,8 @@ def pasero_search(
             twice); `input_ids` is then not used and may be None.
         return_scores: False lets greedy search skip the log-softmax (its hypotheses then have no scores), as
             Pasero does; beam search and sampling always score.
+        streamer: gets each generated token as soon as it is chosen (greedy search and sampling of one sentence),
+            with the `transformers` streamer interface (`put(ids)`, `end()`).
 
     Returns:
         for each sentence, its hypotheses best first (by `normalized_score`).
@@ -607,8 +620,10 @@ def pasero_search(
             model, input_ids, attention_mask, max_output_len=max_output_len, len_penalty=len_penalty,
             greedy=not sampling, temperature=temperature, top_k=top_k, top_p=top_p, repeat_penalty=repeat_penalty,
             prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions,
-            generator=generator, encoder_outputs=encoder_outputs, return_scores=return_scores,
+            generator=generator, encoder_outputs=encoder_outputs, return_scores=return_scores, streamer=streamer,
         )
+    if streamer is not None:
+        raise ValueError("token streaming needs greedy search or sampling (beam_size=1 or sampling=True)")
     if n_best > beam_size:
         raise ValueError(f"n_best={n_best} is larger than beam_size={beam_size}")
     if repeat_penalty != 1.0:

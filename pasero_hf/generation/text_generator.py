@@ -191,6 +191,7 @@ class TextGenerator:
         teacher_forcing: Sequence[str] | None = None,
         return_scores: bool = False,
         return_layers: Sequence[str] = (),
+        streamer=None,
         **options: Any,
     ) -> list[list[Hypothesis]]:
         """Translate (or continue, for decoder-only models) `sentences`.
@@ -204,6 +205,8 @@ class TextGenerator:
             return_layers: outputs to add, named like Pasero: `enc_3` (src_len, dim), `enc_0_self_attn`
                 (src_len, heads, src_len), `dec_5_cross_attn` (hyp_len, heads, src_len), `dec_1` (hyp_len, dim),
                 `dec_1_self_attn` (hyp_len, heads, prompt_len - 1 + hyp_len).
+            streamer: a `transformers` streamer (`put(ids)`, `end()`) that gets the decoder prompt, then each token as
+                it is generated; one non-blank sentence, greedy search or sampling.
             options: `DecodingOptions` fields for this call (`beam_size`, `max_output_len`, `sampling`, ...).
 
         Returns:
@@ -221,6 +224,7 @@ class TextGenerator:
             return_scores=return_scores,
             return_layers=return_layers,
             options=options,
+            streamer=streamer,
         )
         self._warn_truncated(truncated)
         return hypotheses
@@ -237,6 +241,7 @@ class TextGenerator:
         return_scores: bool,
         return_layers: Sequence[str],
         options: Mapping[str, Any],
+        streamer=None,
     ) -> tuple[list[list[Hypothesis]], int]:
         """`decode` that returns how many sources were truncated instead of warning (callers warn once)."""
         decoding = self.options.replace(options, origin="decoding options") if options else self.options
@@ -245,6 +250,8 @@ class TextGenerator:
         layers = self._parse_layers(return_layers)
         if teacher_forcing is not None and len(teacher_forcing) != len(sentences):
             raise ValueError(f"teacher_forcing has {len(teacher_forcing)} targets for {len(sentences)} sentences")
+        if streamer is not None and len(sentences) != 1:
+            raise ValueError(f"token streaming decodes one sentence at a time, got {len(sentences)}")
 
         self._set_tokenizer_languages(source_lang, target_lang)
         sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
@@ -271,7 +278,7 @@ class TextGenerator:
                 batch_targets = [targets[index] for index in indices] if targets is not None else None
                 outputs = self._decode_batch(
                     [sources[index] for index in indices], batch_targets, prompt, model_kwargs, decoding,
-                    return_scores, layers,
+                    return_scores, layers, streamer,
                 )
                 for index, nbest in zip(indices, outputs):
                     results[index] = nbest
@@ -286,11 +293,12 @@ class TextGenerator:
         decoding: DecodingOptions,
         return_scores: bool,
         layers: list[LayerRequest],
+        streamer=None,
     ) -> list[list[Hypothesis]]:
         if not self.is_encoder_decoder:
             if targets is not None or layers:
                 raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
-            return self._decode_prompts(sources, decoding, return_scores)
+            return self._decode_prompts(sources, decoding, return_scores, streamer)
         input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
         use_pasero_search = targets is None and self._use_pasero_search(decoding)
         # pasero_search runs the encoder itself: ours is only needed for generate, teacher forcing or layers
@@ -302,10 +310,11 @@ class TextGenerator:
             hyp_ids, search_scores = [[target] for target in targets], None
         elif use_pasero_search:
             hyp_ids, search_scores = self._pasero_search(
-                input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores
+                input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores, streamer
             )
         else:
-            hyp_ids, search_scores = self._generate(encoder_out, attention_mask, prompt, model_kwargs, decoding), None
+            hyp_ids = self._generate(encoder_out, attention_mask, prompt, model_kwargs, decoding, streamer)
+            search_scores = None
 
         rows = [(sentence, tokens) for sentence, nbest in enumerate(hyp_ids) for tokens in nbest]
         forced = None
@@ -345,7 +354,7 @@ class TextGenerator:
             return getattr(self.model.config, "model_type", None) == "pasero"
         return decoding.search == "pasero"
 
-    def _pasero_search(self, input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores):
+    def _pasero_search(self, input_ids, attention_mask, prompt, model_kwargs, decoding, return_scores, streamer=None):
         from pasero_hf.generation.beam_search import pasero_search
 
         generator = None
@@ -368,6 +377,7 @@ class TextGenerator:
             model_kwargs=model_kwargs or None,
             generator=generator,
             return_scores=return_scores,
+            streamer=streamer,
         )
         # our hypotheses exclude the forced prefix (it belongs to the prompt): drop it from tokens and scores
         hyp_ids = [[list(hyp.tokens)[len(prefix):] for hyp in nbest] for nbest in nbests]
@@ -396,7 +406,9 @@ class TextGenerator:
             config.pad_token_id = self.tokenizer.pad_token_id
         return config
 
-    def _generate(self, encoder_out, attention_mask, prompt, model_kwargs, decoding) -> list[list[list[int]]]:
+    def _generate(
+        self, encoder_out, attention_mask, prompt, model_kwargs, decoding, streamer=None
+    ) -> list[list[list[int]]]:
         batch_size = attention_mask.size(0)
         if decoding.max_output_len == 0:
             return [[[]] for _ in range(batch_size)]
@@ -406,6 +418,7 @@ class TextGenerator:
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
             generation_config=self._generation_config(decoding),
+            streamer=streamer,
             **model_kwargs,
         )
         eos = self.tokenizer.eos_token_id
@@ -450,7 +463,7 @@ class TextGenerator:
                     layer_outputs[request.name].append(decoder_layer(out, request, row, offset, len(tokens), src_len))
         return {"pos_scores": pos_scores, "layers": layer_outputs}
 
-    def _decode_prompts(self, prompts: list[list[int]], decoding: DecodingOptions, return_scores: bool):
+    def _decode_prompts(self, prompts: list[list[int]], decoding: DecodingOptions, return_scores: bool, streamer=None):
         """Decoder-only models: continue each prompt (left-padded), scores from the generation logits."""
         device = self.model.device
         width = max(len(ids) for ids in prompts)
@@ -463,7 +476,9 @@ class TextGenerator:
         config.output_logits = True
         if decoding.max_output_len == 0:
             return [[self._hypothesis(None, ids, [], [], decoding, return_scores)] for ids in prompts]
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        out = self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer
+        )
         transition = self.model.compute_transition_scores(
             out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True
         )
