@@ -47,6 +47,7 @@ _SUPPORTED_TYPES = ("pasero", "m2m_100")
 _MOE_TYPES = ("nllb_moe", "pasero_nllb_moe", "switch_transformers")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _ORIGINAL_CHECKPOINT = "model_best.bin"
+_M2M100_MIN_POSITIONS = 1024
 
 
 class ExportError(ValueError):
@@ -367,8 +368,11 @@ def _fill_stack(spec, stack, plan, scale_attn: bool) -> None:
 def _positions(stack) -> torch.Tensor:
     """Position rows from the model's first position: Pasero/fairseq index positions from 2 (padding index + 1)."""
     positions = stack.embed_positions
-    if hasattr(positions, "offset") and hasattr(positions, "weights"):  # M2M100
-        table, offset = positions.weights, positions.offset
+    if hasattr(positions, "offset") and hasattr(positions, "get_embedding"):  # M2M100
+        # transformers extends M2M100's sinusoids past max_position_embeddings on demand; the table must be long
+        rows = max(positions.num_positions, _M2M100_MIN_POSITIONS) + positions.offset
+        table = positions.get_embedding(rows, positions.embedding_dim, positions.padding_idx)
+        offset = positions.offset
     else:  # Pasero: sinusoidal (buffer) or learned (parameter) table, shifted
         table, offset = positions.weight, stack.config.positional_encoding_shift
     return table[offset:].detach().float().clone()
