@@ -7,12 +7,15 @@ generator = TextGenerator.from_pretrained("models/tiny-en-es", backend="ctransla
 ```
 
 What differs from the PyTorch path, by design of the engine:
-- beam search is CTranslate2's: hypotheses are ranked by `log-prob / (length + 1) ** len_penalty` as in Pasero, but a
-  sentence stops when its best hypothesis has finished (Pasero waits for `beam_size` finished hypotheses), so some
-  beam outputs differ (measured in benchmarks/RESULTS.md); greedy search gives the same outputs.
+- beam search is CTranslate2's: finished hypotheses are ranked by `-score / len(tokens) ** len_penalty` (the end
+  token counted) where Pasero divides by `(len(tokens) + 1) ** len_penalty`, and its stopping rule differs, so some
+  beam outputs differ (counted in benchmarks/RESULTS.md); greedy search gives the same outputs. `normalized_score`
+  is still Pasero's formula, so an n-best list is in CTranslate2's order, not always in `normalized_score` order.
 - scores: with `return_scores`, per-token scores come from CTranslate2's teacher-forced scoring of each hypothesis;
   without it, beam search and sampling give `score`/`normalized_score` from the search, greedy search none (as
   Pasero's greedy search).
+- sampling with a `seed` reloads the translator for each batch (CTranslate2 seeds a worker thread's generator only
+  once), so each batch samples from the seed.
 - `return_layers`: only the last decoder layer's cross-attention, averaged over heads (one "head": shape
   (hyp_len, 1, src_len)), which the verbose `A-` lines use; other layers need the PyTorch backend.
 """
@@ -100,12 +103,12 @@ class CTranslate2Backend:
             GenerationConfig.from_pretrained(self.export_dir) if generation_path.is_file() else GenerationConfig()
         )
         self.model = ExportedModel(self.config, generation_config)
-        device = str(device or "cpu").split(":")[0]
-        self.translator = ctranslate2.Translator(
-            str(self.export_dir), device=device, compute_type=compute_type or "default",
+        self._ctranslate2 = ctranslate2
+        self._translator_kwargs = dict(
+            device=str(device or "cpu").split(":")[0], compute_type=compute_type or "default",
             intra_threads=threads if threads is not None else torch.get_num_threads(), inter_threads=1,
         )
-        self._set_random_seed = ctranslate2.set_random_seed
+        self.translator = ctranslate2.Translator(str(self.export_dir), **self._translator_kwargs)
         self.source_vocab, self.target_vocab = self._vocabularies()
         self.target_ids = {token: index for index, token in enumerate(self.target_vocab)}
         self.num_decoder_layers = self.config.get_text_config().decoder_layers
@@ -161,7 +164,10 @@ class CTranslate2Backend:
         copies = decoding.n_best if sampling else 1  # independent samples: one row each
         rows = [tokens for tokens in source_tokens for _ in range(copies)]
         if sampling and decoding.seed is not None:
-            self._set_random_seed(decoding.seed)
+            # CTranslate2 seeds each worker thread's generator once, when the thread first samples: a fresh
+            # translator is the only way to restart from the seed (each such batch samples from the seed)
+            self._ctranslate2.set_random_seed(decoding.seed)
+            self.translator = self._ctranslate2.Translator(str(self.export_dir), **self._translator_kwargs)
         results = self.translator.translate_batch(
             rows,
             target_prefix=[prefix] * len(rows) if prefix else None,
