@@ -161,6 +161,7 @@ class CTranslate2Backend:
             return [[([], [] if return_scores else None, None, None)] for _ in sources]
 
         sampling = decoding.sampling
+        greedy = not sampling and decoding.beam_size == 1
         copies = decoding.n_best if sampling else 1  # independent samples: one row each
         rows = [tokens for tokens in source_tokens for _ in range(copies)]
         if sampling and decoding.seed is not None:
@@ -179,20 +180,18 @@ class CTranslate2Backend:
             min_decoding_length=0,
             max_input_length=0,
             return_end_token=True,
-            return_scores=True,
+            return_scores=not greedy,  # greedy search then skips the log-softmax, as Pasero's
             return_attention=attention,
             sampling_topk=(decoding.sampling_topk or 0) if sampling else 1,
             sampling_topp=decoding.sampling_topp if sampling else 1.0,
             sampling_temperature=decoding.temperature if sampling else 1.0,
         )
-        greedy = not sampling and decoding.beam_size == 1
         hyp_ids, totals, attentions = [], [], []
         for sentence in range(len(sources)):
             ids_list, total_list, attention_list = [], [], []
             for result in results[sentence * copies:(sentence + 1) * copies]:
-                for tokens, score, weights in zip(
-                    result.hypotheses, result.scores, result.attention or [None] * len(result.hypotheses)
-                ):
+                none = [None] * len(result.hypotheses)
+                for tokens, score, weights in zip(result.hypotheses, result.scores or none, result.attention or none):
                     ids = [self.target_ids[token] for token in tokens[len(prefix):]]
                     ids_list.append(ids)
                     # CTranslate2's score: log-prob / (generated tokens, end token included) ** len_penalty
