@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=344, help="Bible test lines to decode (344 = all)")
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--batch-size", type=int, default=4096, help="tokens per batch")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (--backends: per system and round)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, nargs="+", default=[1],
                         help="torch / CTranslate2 threads per system (several: --backends only)")
@@ -338,8 +338,8 @@ BACKEND_SYSTEMS = ("ours", "ours-ct2-fp32", "ours-ct2-int8", "raw-ct2-fp32", "ra
 
 
 def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
-                       threads: int, queue) -> None:
-    """In a fresh process: one warm-up and two timed runs of one system (the faster one is reported)."""
+                       threads: int, timed: int, queue) -> None:
+    """In a fresh process: one warm-up and `timed` runs of one system (the fastest is reported)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -382,7 +382,7 @@ def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], 
         decode()
         outputs = [tokenizer.decode(tokenizer.convert_tokens_to_ids(translated[i]), skip_special_tokens=True)
                    for i in range(len(sources))]
-    times = time_repeats(decode, repeats=2, warmup=0)
+    times = time_repeats(decode, repeats=timed, warmup=0)
     queue.put({"time": min(times), "outputs": outputs, "rss": peak_rss_mb()})
 
 
@@ -401,7 +401,7 @@ def backends_main(args) -> None:
                 for round_index in range(args.rounds):
                     for system in BACKEND_SYSTEMS:
                         runs[system].append(in_child(run_backend_system, system, paths, sources, beam_size,
-                                                     args.batch_size, threads))
+                                                     args.batch_size, threads, args.repeats))
                     print(f"threads {threads}, beam {beam_size}: round {round_index + 1}/{args.rounds} done",
                           file=sys.stderr, flush=True)
                 rows += backend_rows(runs, threads, beam_size, sources, refs, corpus_scores)
@@ -413,8 +413,8 @@ def backends_main(args) -> None:
         f"{len(sources)} Bible test lines, `{args.checkpoint.name}` converted ({description}); batches of "
         f"{args.batch_size} tokens and at most TextGenerator's default lines per batch for every system, max "
         f"{MAX_OUTPUT_LEN} output tokens, no scores requested. {args.rounds} alternating rounds: in each, every "
-        "system runs in a fresh process (peak RSS is its own), one untimed warm-up then the faster of two timed "
-        "runs; 'paired speed vs raw CT2' is raw time / system time within each round (median, min-max over "
+        f"system runs in a fresh process (peak RSS is its own), one untimed warm-up then the fastest of "
+        f"{args.repeats} timed run(s); 'paired speed vs raw CT2' is raw time / system time within each round (median, min-max over "
         "rounds), against the raw engine of the same weight type. 'ours-ct2-*': TextGenerator on a `pasero-export` "
         "directory (text to text: tokenization, batching, detokenization and hypothesis building are timed); "
         "'raw-ct2-*': `Translator.translate_batch` alone on the same pre-tokenized batches. 'outputs = ours': lines "
