@@ -38,6 +38,7 @@ def run_cli(module, *args, check=True):
     return result
 
 
+@pytest.mark.slow
 def test_export_then_decode_files_like_pasero(pasero_tiny_dir, pasero_generator, bible_dir, fixtures_dir, tmp_path):
     """The README's two commands: export, then decode with references (outputs, BLEU/chrF, verbose lines)."""
     out = tmp_path / "tiny-ct2"
@@ -76,6 +77,7 @@ def test_continue_resumes_an_interrupted_output(tiny_ct2, bible_dir, fixtures_di
     assert (tmp_path / "out.es").read_text(encoding="utf-8").splitlines() == expected
 
 
+@pytest.mark.slow
 def test_backend_on_a_pytorch_directory_exports_once_into_the_cache(pasero_tiny_dir, bible_test, tmp_path,
                                                                     monkeypatch, fixtures_dir):
     monkeypatch.setenv("PASERO_HF_CACHE", str(tmp_path / "cache"))
