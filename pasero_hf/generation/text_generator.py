@@ -347,8 +347,9 @@ class TextGenerator:
                 if pos_scores is None and score is not None:  # the search's total score only
                     hypothesis["score"] = score
                     hypothesis["normalized_score"] = score / (len(tokens) + 1) ** decoding.len_penalty
-                for request in layers:
-                    hypothesis[request.name] = attention
+                if attention is not None:  # none when scoring references (teacher forcing)
+                    for request in layers:
+                        hypothesis[request.name] = attention
                 results[-1].append(hypothesis)
         return results
 

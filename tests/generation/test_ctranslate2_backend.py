@@ -8,25 +8,14 @@ import sys
 
 import pytest
 
-from pasero_hf.export import export_ctranslate2
 from pasero_hf.generation.text_generator import TextGenerator
 
 FIXTURE = "pasero-tiny-en-es"
 
 
 @pytest.fixture(scope="module")
-def tiny_ct2(pasero_tiny_dir, tmp_path_factory):
-    return export_ctranslate2(pasero_tiny_dir, tmp_path_factory.mktemp("ct2") / "tiny-ct2")
-
-
-@pytest.fixture(scope="module")
 def ct2_generator(tiny_ct2):
     return TextGenerator.from_pretrained(tiny_ct2)
-
-
-@pytest.fixture(scope="module")
-def bible_test(bible_dir):
-    return (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()
 
 
 def run_cli(module, *args, check=True):

@@ -19,16 +19,6 @@ from pasero_hf.generation.text_generator import TextGenerator
 FIXTURE = "pasero-tiny-en-es"
 
 
-@pytest.fixture(scope="module")
-def tiny_ct2(pasero_tiny_dir, tmp_path_factory):
-    return export_ctranslate2(pasero_tiny_dir, tmp_path_factory.mktemp("ct2") / "tiny-ct2")
-
-
-@pytest.fixture(scope="module")
-def bible_test(bible_dir):
-    return (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()
-
-
 @pytest.mark.slow
 def test_greedy_outputs_equal_original_pasero_on_the_bible_test_set(tiny_ct2, bible_test, fixtures_dir):
     """fp32 greedy: all 344 lines equal the original pasero-decode's (= our PyTorch path's, tested elsewhere)."""
