@@ -5,6 +5,8 @@ unless `--checkpoint` names another).
     python benchmarks/bench_decode.py                  # 344 lines, greedy and beam 5, 3 repetitions
     python benchmarks/bench_decode.py --lines 100 --repeats 2 --no-update
     python benchmarks/bench_decode.py --checkpoint PASERO_MODEL_DIR   # its own section of RESULTS.md
+    python benchmarks/bench_decode.py --backends --threads 1 2        # our PyTorch path, our CTranslate2 backend
+                                                                      # and raw CTranslate2, alternating rounds
 
 Same run for all systems: each system is measured in its own fresh process (spawned one after the other), so that
 its peak RSS is its own; inside it, one untimed warm-up then `--repeats` timed runs (median, min, max). Every system
@@ -14,7 +16,13 @@ depends on the beam size) and the same output cap (100 tokens).
 The stock transformers model is `MarianMTModel`, not `M2M100ForConditionalGeneration`: the fixture is a post-norm
 fairseq-style Transformer and M2M100 is pre-norm, so M2M100 cannot compute the same function with these weights.
 Marian is post-norm; its sinusoidal table is replaced by Pasero's (fairseq frequencies, positions from 2), which makes
-it the same model, and CTranslate2's transformers converter reads Marian (with that table) directly.
+it the same model. CTranslate2 models are written by `pasero-export` (`pasero_hf.export.export_ctranslate2`).
+
+`--backends` compares, for each search and thread count: 'ours' (TextGenerator, PyTorch), 'ours-ct2-fp32' and
+'ours-ct2-int8' (TextGenerator on a `pasero-export` directory: text to text), and 'raw-ct2-fp32'/'raw-ct2-int8'
+(`Translator.translate_batch` alone, on the same batches of pre-tokenized input; tokenization and detokenization
+untimed). On a shared machine single timings drift, so systems run in alternating rounds (each round: every system in
+a fresh process, one after the other) and ratios are taken within a round (paired), then their median over rounds.
 """
 
 from __future__ import annotations
@@ -64,23 +72,6 @@ def load_marian(path: Path, pasero_config):
     return marian
 
 
-def register_ct2_pasero_loader(pasero_config) -> None:
-    """CTranslate2's Marian loader, adjusted to Pasero's conventions (the same function as the Pasero model)."""
-    from ctranslate2.converters import transformers as ct2_transformers
-
-    @ct2_transformers.register_loader("MarianConfig")
-    class PaseroLayoutMarianLoader(ct2_transformers.MarianMTLoader):
-        def set_decoder(self, spec, decoder):
-            super().set_decoder(spec, decoder)
-            spec.start_from_zero_embedding = False  # Pasero feeds the </s> embedding, Marian a zero vector
-
-        def _remove_pad_weights(self, spec):
-            pass  # Marian's extra <pad> row does not exist here: every row is a real token
-
-        def set_position_encodings(self, spec, module):
-            spec.encodings = pasero_positions(pasero_config)
-
-
 def marian_copy(pasero_model):
     """A MarianMTModel computing the same function as a post-norm Pasero model (weights copied over)."""
     import torch
@@ -119,8 +110,8 @@ def marian_copy(pasero_model):
     return marian
 
 
-def prepare(workdir: Path, checkpoint: Path, lines: int, queue) -> None:
-    """In a fresh process: convert the fixture, save its Marian copy and CTranslate2 conversions; report the model
+def prepare(workdir: Path, checkpoint: Path, lines: int, marian: bool, queue) -> None:
+    """In a fresh process: convert the fixture, save its Marian copy and CTranslate2 exports; report the model
     directories and the source lines (the parent never loads torch, so children's peak RSS are their own)."""
     from transformers import AutoTokenizer
 
@@ -130,21 +121,21 @@ def prepare(workdir: Path, checkpoint: Path, lines: int, queue) -> None:
 
     paths = {"pasero": convert_pasero_checkpoint(checkpoint, workdir / "pasero")}
     pasero = PaseroForConditionalGeneration.from_pretrained(paths["pasero"]).eval()
-    paths["marian"] = workdir / "marian"
-    marian_copy(pasero).save_pretrained(paths["marian"])
-    AutoTokenizer.from_pretrained(paths["pasero"]).save_pretrained(paths["marian"])
+    if marian:
+        paths["marian"] = workdir / "marian"
+        marian_copy(pasero).save_pretrained(paths["marian"])
+        AutoTokenizer.from_pretrained(paths["pasero"]).save_pretrained(paths["marian"])
     try:
-        import ctranslate2.converters
+        from pasero_hf.export import export_ctranslate2
 
-        register_ct2_pasero_loader(pasero.config)
         for quantization in ("float32", "int8"):
-            output = workdir / f"ct2-{quantization}"
-            converter = ctranslate2.converters.TransformersConverter(str(paths["marian"]))
-            converter.convert(str(output), quantization=quantization, force=True)
-            paths[f"ct2-{quantization}"] = output
+            paths[f"ct2-{quantization}"] = export_ctranslate2(
+                paths["pasero"], workdir / f"ct2-{quantization}", quantization=quantization
+            )
     except Exception as error:  # reported in the table: CTranslate2 is optional
         print(f"CTranslate2 unavailable: {type(error).__name__}: {error}", file=sys.stderr)
     sources = (bible_en_es_dir() / "test.en").read_text(encoding="utf-8").splitlines()[:lines]
+    paths["refs"] = bible_en_es_dir() / "test.es"
     config = pasero.config
     description = (
         f"embed {config.embed_dim}, {config.encoder_layers}+{config.decoder_layers} layers, FFN {config.encoder_ffn_dim}, "
@@ -279,16 +270,25 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=344, help="Bible test lines to decode (344 = all)")
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--batch-size", type=int, default=4096, help="tokens per batch")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (--backends: per system and round)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="torch / CTranslate2 threads per system")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="torch / CTranslate2 threads per system (several: --backends only)")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--backends", action="store_true",
+                        help="ours (PyTorch) vs our CTranslate2 backend vs raw CTranslate2, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="--backends: alternating rounds")
     parser.add_argument("--no-update", action="store_true", help="print the table without updating RESULTS.md")
     args = parser.parse_args()
+    if args.backends:
+        return backends_main(args)
+    if len(args.threads) != 1:
+        parser.error("several --threads need --backends")
+    args.threads = args.threads[0]
 
     rows, bars = [], []
     with tempfile.TemporaryDirectory() as workdir:
-        paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines)
+        paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines, True)
         for beam_size in args.beam_sizes:
             results = {system: measure(system, paths, sources, beam_size, args) for system in args.systems}
             bars += decoding_bars(beam_size, results, len(sources))
@@ -329,6 +329,151 @@ def main() -> None:
         update_results(section, table + "\n\n" + notes, command="python benchmarks/bench_decode.py " +
                        " ".join(sys.argv[1:]))
         record_bars(section, bars)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --backends: ours (PyTorch), our CTranslate2 backend, raw CTranslate2
+
+BACKEND_SYSTEMS = ("ours", "ours-ct2-fp32", "ours-ct2-int8", "raw-ct2-fp32", "raw-ct2-int8")
+
+
+def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
+                       threads: int, timed: int, queue) -> None:
+    """In a fresh process: one warm-up and `timed` runs of one system (the fastest is reported)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    import pasero_hf  # noqa: F401
+    from pasero_hf.generation.batching import length_sorted_batches
+    from pasero_hf.generation.decoding_options import DecodingOptions
+    from pasero_hf.generation.text_generator import TextGenerator, lines_per_batch
+
+    quantization = "float32" if system.endswith("fp32") else "int8"
+    options = dict(beam_size=beam_size, batch_size=batch_size, max_output_len=MAX_OUTPUT_LEN)
+    if system.startswith("ours"):
+        path = paths["pasero"] if system == "ours" else paths[f"ct2-{quantization}"]
+        generator = TextGenerator.from_pretrained(path, **options)
+
+        def decode():
+            return [nbest[0]["detok"] for nbest in generator.decode(*sources)]
+
+        outputs = decode()
+    else:
+        import ctranslate2
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(paths["pasero"])
+        translator = ctranslate2.Translator(str(paths[f"ct2-{quantization}"]), device="cpu", intra_threads=threads,
+                                            inter_threads=1)
+        source_ids = tokenizer(sources)["input_ids"]
+        source_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in source_ids]
+        max_lines = lines_per_batch(DecodingOptions(beam_size=beam_size, batch_size=batch_size))
+        batches = length_sorted_batches([len(ids) for ids in source_ids], batch_size, max_lines)
+        translated: dict[int, list[str]] = {}
+
+        def decode():
+            for batch in batches:
+                results = translator.translate_batch(
+                    [source_tokens[i] for i in batch], beam_size=beam_size, max_decoding_length=MAX_OUTPUT_LEN,
+                    max_input_length=0,
+                )
+                translated.update((i, result.hypotheses[0]) for i, result in zip(batch, results))
+
+        decode()
+        outputs = [tokenizer.decode(tokenizer.convert_tokens_to_ids(translated[i]), skip_special_tokens=True)
+                   for i in range(len(sources))]
+    times = time_repeats(decode, repeats=timed, warmup=0)
+    queue.put({"time": min(times), "outputs": outputs, "rss": peak_rss_mb()})
+
+
+def backends_main(args) -> None:
+    from pasero_hf.metrics import corpus_scores
+
+    sections = []
+    bars = []
+    with tempfile.TemporaryDirectory() as workdir:
+        paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines, False)
+        refs = Path(paths["refs"]).read_text(encoding="utf-8").splitlines()[: len(sources)]
+        rows = []
+        for threads in args.threads:
+            for beam_size in args.beam_sizes:
+                runs: dict[str, list[dict]] = {system: [] for system in BACKEND_SYSTEMS}
+                for round_index in range(args.rounds):
+                    for system in BACKEND_SYSTEMS:
+                        runs[system].append(in_child(run_backend_system, system, paths, sources, beam_size,
+                                                     args.batch_size, threads, args.repeats))
+                    print(f"threads {threads}, beam {beam_size}: round {round_index + 1}/{args.rounds} done",
+                          file=sys.stderr, flush=True)
+                rows += backend_rows(runs, threads, beam_size, sources, refs, corpus_scores)
+                bars += backend_bars(runs, threads, beam_size, len(sources), corpus_scores, refs)
+        headers = ["threads", "search", "system", "seconds median (min-max)", "sentences/s", "speed vs ours",
+                   "paired speed vs raw CT2 (same type)", "peak RSS MiB", "outputs = ours", "BLEU", "chrF"]
+        sections.append(markdown_table(headers, rows))
+    notes = (
+        f"{len(sources)} Bible test lines, `{args.checkpoint.name}` converted ({description}); batches of "
+        f"{args.batch_size} tokens and at most TextGenerator's default lines per batch for every system, max "
+        f"{MAX_OUTPUT_LEN} output tokens, no scores requested. {args.rounds} alternating rounds: in each, every "
+        f"system runs in a fresh process (peak RSS is its own), one untimed warm-up then the fastest of "
+        f"{args.repeats} timed run(s); 'paired speed vs raw CT2' is raw time / system time within each round (median, min-max over "
+        "rounds), against the raw engine of the same weight type. 'ours-ct2-*': TextGenerator on a `pasero-export` "
+        "directory (text to text: tokenization, batching, detokenization and hypothesis building are timed); "
+        "'raw-ct2-*': `Translator.translate_batch` alone on the same pre-tokenized batches. 'outputs = ours': lines "
+        "equal to the PyTorch path's (= the original pasero-decode's). The machine was shared with other jobs "
+        "while this ran: absolute times are noisy, the paired ratios much less so."
+    )
+    text = "\n\n".join(sections) + "\n\n" + notes
+    print(text)
+    if not args.no_update:
+        section = "decoding backends" + ("" if args.checkpoint == FIXTURE else f", {args.checkpoint.name}")
+        update_results(section, text, command="python benchmarks/bench_decode.py " + " ".join(sys.argv[1:]))
+        record_bars(section, bars)
+
+
+def _paired(runs, system, baseline) -> list[float]:
+    return [b["time"] / a["time"] for a, b in zip(runs[system], runs[baseline])]
+
+
+def backend_rows(runs, threads, beam_size, sources, refs, corpus_scores) -> list[list]:
+    rows = []
+    ours = runs["ours"]
+    for system, results in runs.items():
+        times = [result["time"] for result in results]
+        outputs = results[0]["outputs"]
+        raw = "raw-ct2-" + system.rsplit("-", 1)[-1] if system.startswith("ours-ct2") else None
+        paired = median_range(_paired(runs, system, raw)) + "x" if raw else ""
+        scores = corpus_scores(outputs, refs)
+        rows.append([
+            threads, "greedy" if beam_size == 1 else f"beam {beam_size}", system, median_range(times),
+            len(sources) / statistics.median(times), f"{statistics.median(_paired(runs, system, 'ours')):.2f}x",
+            paired, max(result["rss"] for result in results),
+            f"{sum(a == b for a, b in zip(outputs, ours[0]['outputs']))}/{len(sources)}",
+            f"{scores['bleu']:.2f}", f"{scores['chrf']:.2f}",
+        ])
+    return rows
+
+
+def backend_bars(runs, threads, beam_size, lines, corpus_scores, refs) -> list[tuple]:
+    search = "greedy" if beam_size == 1 else f"beam {beam_size}"
+    bars = []
+    for kind in ("fp32", "int8"):
+        ratios = _paired(runs, f"ours-ct2-{kind}", f"raw-ct2-{kind}")
+        median = statistics.median(ratios)
+        bars.append((f"{search}, {threads} thread(s): our CTranslate2 backend ({kind}) vs raw translate_batch",
+                     ">= 0.9x", f"{median:.2f}x (paired, {median_range(ratios)})", median >= 0.9))
+    ratios = _paired(runs, "raw-ct2-fp32", "ours")  # ours time / raw CT2 time
+    median = statistics.median(ratios)
+    bars.append((f"{search}, {threads} thread(s): PyTorch path time / CTranslate2 fp32", "<= 1.25x",
+                 f"{median:.2f}x (paired, {median_range(ratios)})", median <= 1.25))
+    ours, fp32 = runs["ours"][0]["outputs"], runs["ours-ct2-fp32"][0]["outputs"]
+    same = sum(a == b for a, b in zip(ours, fp32))
+    if beam_size == 1:
+        bars.append((f"greedy, {threads} thread(s): CTranslate2 fp32 outputs = PyTorch", f"{lines}/{lines}",
+                     f"{same}/{lines}", same == lines))
+    chrf = {kind: corpus_scores(runs[f"ours-ct2-{kind}"][0]["outputs"], refs)["chrf"] for kind in ("fp32", "int8")}
+    delta = chrf["int8"] - chrf["fp32"]
+    bars.append((f"{search}, {threads} thread(s): int8 chrF vs fp32", "within 0.5",
+                 f"{delta:+.2f} ({chrf['int8']:.2f} vs {chrf['fp32']:.2f})", abs(delta) <= 0.5))
+    return bars
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     runtime.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="model dtype (default: as saved)")
     runtime.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+    runtime.add_argument("--backend", choices=("pytorch", "ctranslate2"),
+                         help="decoding engine (default: ctranslate2 for a pasero-export directory, else pytorch); "
+                              "ctranslate2 on a PyTorch model exports it once into a cache")
+    runtime.add_argument("--quantization", metavar="TYPE",
+                         help="CTranslate2 compute type (int8, int8_float32, float16, ...; default: as exported)")
     runtime.add_argument("--no-onednn", dest="onednn", action="store_false",
                          help="keep PyTorch's default matrix products on CPU (by default, float32 linear layers go "
                               "through oneDNN when that is faster)")
@@ -114,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     generator = TextGenerator.from_pretrained(
         args.model, revision=args.revision, checkpoint=args.ckpt, device=device, dtype=dtype,
-        trust_remote_code=args.trust_remote_code, onednn=args.onednn, **options,
+        trust_remote_code=args.trust_remote_code, onednn=args.onednn, backend=args.backend,
+        quantization=args.quantization, **options,
     )
     corpora = get_inference_corpora(
         inputs=args.input,

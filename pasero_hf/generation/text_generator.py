@@ -43,6 +43,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput
 
 from pasero_hf.generation.batching import length_sorted_batches
+from pasero_hf.generation.ctranslate2_backend import load_backend
 from pasero_hf.generation.decoding_options import (
     HF_ALIASES,
     DecodingOptions,
@@ -113,7 +114,11 @@ class TextGenerator:
         target_langs: Sequence[str] = (),
         onednn: bool = True,
         languages: ModelLanguages | None = None,
+        backend=None,
     ):
+        # None: the PyTorch model searches; else an engine (ctranslate2_backend) that decodes each batch, `model`
+        # then being its stand-in that carries the configuration
+        self.backend = backend
         self.model = model.eval()
         self.onednn = onednn
         self.tokenizer = tokenizer
@@ -143,6 +148,8 @@ class TextGenerator:
         trust_remote_code: bool = False,
         onednn: bool = True,
         checkpoint: str | None = None,
+        backend: str | None = None,
+        quantization: str | None = None,
         **options: Any,
     ) -> TextGenerator:
         """Load the model, tokenizer and decoding defaults of a model directory.
@@ -152,13 +159,22 @@ class TextGenerator:
         `AutoModelForSeq2SeqLM` or `AutoModelForCausalLM` loads (Pasero, M2M100/NLLB, ...). Remote code runs only with
         `trust_remote_code=True`. `path` may also be a Hub repo id (`user/name`, at `revision`), or a training run's
         directory: its model_best, else model_last, is loaded (`checkpoint="checkpoint-2000"` picks another model).
+
+        `backend`: "pytorch" or "ctranslate2" (default: "ctranslate2" for a `pasero-export --format ctranslate2`
+        directory, else "pytorch"); "ctranslate2" on a PyTorch directory exports it once into a cache
+        (`$PASERO_HF_CACHE`, default ~/.cache/pasero_hf). `quantization`: CTranslate2's compute type (int8, ...;
+        default: as exported).
         """
         model_dir = resolve_model_dir(path, checkpoint=checkpoint, revision=revision)
-        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-        model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
-        if device is not None:
-            model.to(device)
+        engine = load_backend(backend, model_dir, device=device, dtype=dtype, quantization=quantization)
+        if engine is not None:
+            model, model_dir = engine.model, engine.export_dir
+        else:
+            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+            model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+            if device is not None:
+                model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
         inference_yaml = read_inference_yaml(model_dir)
@@ -172,10 +188,11 @@ class TextGenerator:
         decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
         decoding = decoding.replace(options, origin="from_pretrained() options")
         source_langs, target_langs = _declared_languages(inference_yaml)
-        languages = ModelLanguages.for_tokenizer(tokenizer, config.model_type, mapping=inference_yaml.get("lang_mapping"),
+        languages = ModelLanguages.for_tokenizer(tokenizer, model.config.model_type,
+                                                 mapping=inference_yaml.get("lang_mapping"),
                                                  source_prefix=inference_yaml.get("source_prefix"))
         return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn,
-                   languages=languages)
+                   languages=languages, backend=engine)
 
     build = from_pretrained
 
@@ -299,6 +316,8 @@ class TextGenerator:
             if targets is not None or layers:
                 raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
             return self._decode_prompts(sources, decoding, return_scores, streamer)
+        if self.backend is not None:
+            return self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
         input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
         use_pasero_search = targets is None and self._use_pasero_search(decoding)
         # pasero_search runs the encoder itself: ours is only needed for generate, teacher forcing or layers
@@ -334,6 +353,23 @@ class TextGenerator:
                 else:
                     hypothesis[request.name] = forced["layers"][request.name][row]
             results[sentence].append(hypothesis)
+        return results
+
+    def _decode_with_backend(self, sources, targets, prompt, decoding, return_scores, layers):
+        """A batch decoded by the engine (`self.backend`); hypotheses built as for the PyTorch path."""
+        nbests = self.backend.decode_batch(sources, targets, prompt, decoding, return_scores, attention=bool(layers))
+        results: list[list[Hypothesis]] = []
+        for source, nbest in zip(sources, nbests):
+            results.append([])
+            for tokens, pos_scores, score, attention in nbest:
+                hypothesis = self._hypothesis(source, prompt, tokens, pos_scores, decoding, return_scores)
+                if pos_scores is None and score is not None:  # the search's total score only
+                    hypothesis["score"] = score
+                    hypothesis["normalized_score"] = score / (len(tokens) + 1) ** decoding.len_penalty
+                if attention is not None:  # none when scoring references (teacher forcing)
+                    for request in layers:
+                        hypothesis[request.name] = attention
+                results[-1].append(hypothesis)
         return results
 
     def _encode(self, input_ids, attention_mask, model_kwargs, layers):
@@ -752,6 +788,8 @@ class TextGenerator:
     def _parse_layers(self, names: Sequence[str]) -> list[LayerRequest]:
         if names and not self.is_encoder_decoder:
             raise ValueError("return_layers needs an encoder-decoder model")
+        if names and self.backend is not None:
+            self.backend.check_layers(names)
         return parse_layer_names(names, self._num_layers)
 
     @contextlib.contextmanager

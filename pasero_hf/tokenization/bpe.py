@@ -140,6 +140,8 @@ class PaseroBPE:
         self._protect = regex.compile(self.options.protect_regex) if self.options.protect_regex else None
         self._words = CASED_WORDS if self.options.inline_case else UNCASED_WORDS
         self._cache: dict[str, tuple[str, list[str]]] = {}
+        # Words recur across chunks ("God", "God," and "God." share "▁God"): a cold run encodes each word once.
+        self._word_cache: dict[str, str] = {}
 
     @classmethod
     def from_file(
@@ -241,7 +243,17 @@ class PaseroBPE:
 
     def _encode_chunk(self, chunk: str) -> str:
         """Space-joined subwords (and case tokens) of one whitespace-free chunk of text, with its `▁` prefix."""
-        return " ".join(self._encode_cased_word(word) for word in self._words.findall(WORD_BOUNDARY + chunk))
+        cache = self._word_cache
+        encoded = []
+        for word in self._words.findall(WORD_BOUNDARY + chunk):
+            entry = cache.get(word)
+            if entry is None:
+                entry = self._encode_cased_word(word)
+                if len(cache) >= _MAX_CACHE_SIZE:
+                    cache.clear()
+                cache[word] = entry
+            encoded.append(entry)
+        return " ".join(encoded)
 
     def _encode_cased_word(self, word: str) -> str:
         """Space-joined subwords (and case tokens) of one word as split by the word pattern."""

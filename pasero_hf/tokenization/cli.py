@@ -86,18 +86,57 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--vocabulary", help="dict.txt: merged subwords outside it are split back into their parts")
     parser.add_argument("-t", "--threshold", type=int, help="only keep vocabulary entries with at least this count")
     parser.add_argument("--unk", help="replace tokens outside the vocabulary with this ('{token}' = the token)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="processes tokenizing blocks of lines in parallel, output in input order (default: 1; "
+                             "worth it for big files)")
     args = parser.parse_args(argv)
     if args.threshold is not None and not args.vocabulary:
         parser.error("--threshold needs --vocabulary")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     vocabulary = load_vocabulary(args.vocabulary, args.threshold) if args.vocabulary else None
     bpe = PaseroBPE.from_file(args.bpecodes, vocabulary=vocabulary)
 
     def run() -> None:
         with _open_streams(args.input, args.output) as (infile, outfile):
-            for line in _lines(infile, args.progress):
-                outfile.write(" ".join(bpe.tokenize(line, unk=args.unk)) + "\n")
+            lines = _lines(infile, args.progress)
+            if args.threads == 1:
+                for line in lines:
+                    outfile.write(" ".join(bpe.tokenize(line, unk=args.unk)) + "\n")
+                return
+            import multiprocessing
+
+            # each process keeps its own word cache; blocks come back in input order
+            with multiprocessing.Pool(args.threads, _init_worker, (bpe, args.unk)) as pool:
+                for block in pool.imap(_tokenize_block, _blocks(lines, _BLOCK_LINES)):
+                    outfile.write(block)
 
     _run_streaming(run)
+
+
+_BLOCK_LINES = 2000
+_worker: tuple[PaseroBPE, str | None] | None = None
+
+
+def _blocks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    block = []
+    for line in lines:
+        block.append(line)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _init_worker(bpe: PaseroBPE, unk: str | None) -> None:
+    global _worker
+    _worker = (bpe, unk)
+
+
+def _tokenize_block(lines: list[str]) -> str:
+    bpe, unk = _worker
+    return "".join(" ".join(bpe.tokenize(line, unk=unk)) + "\n" for line in lines)
 
 
 def detokenize_main(argv: Sequence[str] | None = None) -> None:

@@ -50,9 +50,14 @@ def test_language_mapping_file_and_errors(family_model_dirs, finetune_data_dir, 
     assert languages.model_code("en") == "eng_Latn" and languages.model_code("spa_Latn") == "spa_Latn"
     mapping = tmp_path / "mapping.txt"
     mapping.write_text("# Pasero's format\nxyz_Latn\tEN\n")  # a code the model does not know: an error
+    data_dir = tmp_path / "data"  # the corpus under the code 'EN', so that the data checks pass
+    data_dir.mkdir()
+    for split in ("train", "valid"):
+        (data_dir / f"{split}.EN").write_text((finetune_data_dir / f"{split}.en").read_text())
+        (data_dir / f"{split}.es").write_text((finetune_data_dir / f"{split}.es").read_text())
     with pytest.raises(ConfigError, match=r"unknown source language 'EN'.*eng_Latn"):
         prepare_trainer(load_training_config(**finetune_config(
-            finetune_data_dir, family_model_dirs["nllb"], tmp_path / "run", source_lang="EN", lang_pairs=None,
+            data_dir, family_model_dirs["nllb"], tmp_path / "run", source_lang="EN", lang_pairs=None,
             lang_mapping=str(mapping))))
     mapping.write_text("eng_Latn\tEN\n")
     assert ModelLanguages.for_tokenizer(tokenizer, mapping=mapping).model_code("EN") == "eng_Latn"

@@ -84,3 +84,17 @@ def pasero_generator(pasero_tiny_dir):
     from pasero_hf.generation.text_generator import TextGenerator
 
     return TextGenerator.from_pretrained(pasero_tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_ct2(pasero_tiny_dir, tmp_path_factory) -> Path:
+    """`pasero_tiny_dir` exported to CTranslate2 (float32)."""
+    from pasero_hf.export import export_ctranslate2
+
+    return export_ctranslate2(pasero_tiny_dir, tmp_path_factory.mktemp("ct2") / "tiny-ct2")
+
+
+@pytest.fixture(scope="session")
+def bible_test(bible_dir) -> list[str]:
+    """The 344 English lines of the bundled Bible test set."""
+    return (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()

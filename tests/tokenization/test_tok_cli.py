@@ -50,6 +50,23 @@ def test_tokenize_files_and_detokenize(tmp_path, edge_dir, models_dir, read_line
             assert ours == original
 
 
+def test_tokenize_threads_give_the_same_lines_in_order(bible_dir, models_dir, read_lines, tmp_path):
+    """--threads N splits the input into blocks tokenized in parallel: the output is the single-process one, in
+    input order (5,000 lines: several blocks, with empty lines and a vocabulary)."""
+    source = read_lines(bible_dir / "train.en")[:4000] + read_lines(bible_dir / "train.es")[:1000]
+    source[2500] = ""
+    (tmp_path / "in.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
+    model = models_dir / "bible-en-es-8k"
+    common = [str(model / "bpecodes"), "--vocabulary", str(model / "dict.txt"), "-i", str(tmp_path / "in.txt")]
+    single = run("pasero-tokenize", *common).stdout
+    run("pasero-tokenize", *common, "--threads", "3", "-o", str(tmp_path / "out.tok"))
+    assert (tmp_path / "out.tok").read_text(encoding="utf-8") == single
+    assert single.count("\n") == 5000 and single.split("\n")[2500] == ""
+    bad = subprocess.run([str(BIN / "pasero-tokenize"), str(model / "bpecodes"), "--threads", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--threads must be >= 1" in bad.stderr
+
+
 def test_tokenize_with_vocabulary(bible_dir, edge_dir, models_dir, read_lines):
     model = models_dir / "bible-en-es-8k"
     result = run(
