@@ -99,7 +99,14 @@ def test_bad_input_fails_before_training(case, family_model_dirs, finetune_data_
         expected = r"lora_target_modules: \['wi'\] match no linear layer of this m2m_100 model.*'fc1'"
     elif case == "model_args":
         overrides, expected = {"model_args": {"embed_dim": 8}}, r"model_args: 'embed_dim' is not a field"
-    options = finetune_config(finetune_data_dir, model, tmp_path / "run", **overrides)
+    data_dir = finetune_data_dir
+    if case == "unknown_lang":  # the corpus exists under 'xx', so that the data checks pass and the model decides
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        for split in ("train", "valid"):
+            (data_dir / f"{split}.en").write_text((finetune_data_dir / f"{split}.en").read_text())
+            (data_dir / f"{split}.xx").write_text((finetune_data_dir / f"{split}.es").read_text())
+    options = finetune_config(data_dir, model, tmp_path / "run", **overrides)
     with pytest.raises(ConfigError, match=expected):
         prepare_trainer(load_training_config(**options))
     assert not (tmp_path / "run" / "checkpoint-1").exists()
