@@ -129,7 +129,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         """The stream as is: its batches are already token-based and rank-specific, so Accelerate must not re-shard."""
         if self.train_dataset is None:
             raise ValueError("PaseroSeq2SeqTrainer: training requires a train_dataset")
-        return DataLoader(self.train_dataset, batch_size=None, num_workers=self.args.dataloader_num_workers)
+        # Its own generator: creating a DataLoader iterator draws a seed, and drawing it from the global RNG would
+        # shift every dropout mask of a resumed run (the RNG state is restored before the iterator is created).
+        return DataLoader(self.train_dataset, batch_size=None, num_workers=self.args.dataloader_num_workers,
+                          generator=torch.Generator().manual_seed(self.args.seed))
 
     def _model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The batch entries the model's forward accepts (language/domain strings only for models that use them)."""
@@ -280,6 +283,9 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         step = self.state.global_step
         run_dir = Path(self._get_output_dir(trial))
         checkpoint_dir = run_dir / f"checkpoint-{step}"
+        checkpoints.write_json_atomically(checkpoint_dir / checkpoints.log_state_file(self.args.process_index),
+                                          self._log_state())
+        self.accelerator.wait_for_everyone()  # every rank's files are written before the checkpoint is complete
         if self.args.should_save:
             if hasattr(self.train_dataset, "state_dict"):
                 batches = step * self.args.gradient_accumulation_steps
@@ -290,6 +296,22 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             checkpoints.rotate_checkpoints(run_dir, self.keep_last)
         self.save_model_dir("model_last")
         logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
+
+    def _log_state(self) -> dict[str, Any]:
+        """What this rank has accumulated since the last log line: a resumed run then logs the same averages."""
+        return {"steps_since_log": self.state.global_step - self._globalstep_last_logged,
+                "loss_sum": float(getattr(self, "_tr_loss", 0.0)), "nll_sum": self._nll_since_log,
+                "target_tokens": self._tokens_since_log}
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        """The Trainer calls this once when it resumes, after resetting its loss accumulators: restore them too."""
+        super()._load_rng_state(checkpoint)
+        state = checkpoints.read_log_state(Path(checkpoint), self.args.process_index) if checkpoint else None
+        if state is not None:
+            self._globalstep_last_logged = self.state.global_step - state["steps_since_log"]
+            self._tr_loss.fill_(state["loss_sum"])
+            self._nll_since_log = state["nll_sum"]
+            self._tokens_since_log = state["target_tokens"]
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if self.save_trainable_only and self._saving_checkpoint and state_dict is None:
