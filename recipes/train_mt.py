@@ -17,7 +17,8 @@ def main(argv=None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
+    if result.is_main_process:
+        print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
     return 0
 
 

@@ -42,6 +42,7 @@ class TrainingResult:
     global_step: int
     best_metric: float | None
     stop_reason: str | None
+    is_main_process: bool = True
 
 
 def world_size_from_env() -> int:
@@ -109,7 +110,11 @@ def setup_logging(model_dir: Path, is_main: bool, append: bool) -> None:
         if getattr(handler, "_pasero_training", False):
             root.removeHandler(handler)
             handler.close()
-    if not is_main:
+    if not is_main:  # other ranks: errors only (their warnings repeat rank 0's)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.ERROR)
+        handler._pasero_training = True
+        root.addHandler(handler)
         return
     formatter = logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.FileHandler(model_dir / "train.log", mode="a" if append else "w", encoding="utf-8"),
@@ -295,7 +300,8 @@ def train(config: TrainingConfig) -> TrainingResult:
     model_dir = config.model_dir
     best = model_dir / "model_best"
     return TrainingResult(model_dir, best if best.is_dir() else None, model_dir / "model_last",
-                          trainer.state.global_step, trainer.state.best_metric, stop.stop_reason)
+                          trainer.state.global_step, trainer.state.best_metric, stop.stop_reason,
+                          trainer.is_world_process_zero())
 
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
