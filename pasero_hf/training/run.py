@@ -160,6 +160,10 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
     adapters = {key: getattr(opts, key) for key in (
         "encoder_adapters_by", "decoder_adapters_by", "encoder_adapters", "decoder_adapters") if getattr(opts, key)}
     try:
+        PaseroConfig.check_option_names(opts.model_args)
+    except ValueError as error:
+        raise ConfigError(f"model_args: {error}") from error
+    try:
         return PaseroConfig.from_arch(
             opts.arch,
             vocab_size=len(tokenizer),
