@@ -124,6 +124,7 @@ class TextGenerator:
         self._forward_params = set(inspect.signature(model.forward).parameters)
         self._vocab = tokenizer.get_vocab()
         self._special_tokens = set(tokenizer.all_special_tokens)
+        self.target_code_in_source = False  # prefix sources with the target language code (inference.yaml lang_code)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
@@ -155,6 +156,10 @@ class TextGenerator:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
         inference_yaml = read_inference_yaml(model_dir)
+        code_flags = {key: bool(inference_yaml[key]) for key in LANG_CODE_FLAGS if key in inference_yaml}
+        for key, value in code_flags.items():  # a Pasero tokenizer follows the trained layout (older directories)
+            if hasattr(tokenizer, key):
+                setattr(tokenizer, key, value)
         known = {field for field in DecodingOptions.__dataclass_fields__} | set(HF_ALIASES)
         # model files may carry Pasero options we do not implement (e.g. repeat_penalty): defaults, not errors
         file_defaults = {
@@ -165,7 +170,11 @@ class TextGenerator:
         decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
         decoding = decoding.replace(options, origin="from_pretrained() options")
         source_langs, target_langs = _declared_languages(inference_yaml)
-        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn)
+        generator = cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs,
+                        onednn=onednn)
+        # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
+        generator.target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
+        return generator
 
     build = from_pretrained
 
@@ -238,6 +247,9 @@ class TextGenerator:
 
         self._set_tokenizer_languages(source_lang, target_lang)
         sources = self._encode_sources(sentences)
+        if self.target_code_in_source and target_lang is not None:
+            code = self._vocab[self._lang_token(target_lang)]
+            sources = [[code] + ids if ids else ids for ids in sources]
         max_source_len = self._max_source_len(decoding)
         truncated = 0
         for index, ids in enumerate(sources):
@@ -640,6 +652,8 @@ class TextGenerator:
             if side == "source":
                 return bool(tokenizer.source_lang_code)
             return bool(tokenizer.target_lang_code or tokenizer.lang_code)
+        if side == "target" and self.target_code_in_source:
+            return True
         return hasattr(tokenizer, "src_lang" if side == "source" else "tgt_lang")
 
     def _set_tokenizer_languages(self, source_lang: str | None, target_lang: str | None) -> None:
@@ -737,6 +751,9 @@ class TextGenerator:
     def _warn_truncated(count: int) -> None:
         if count:
             logger.warning("%d source line(s) longer than the maximum source length were truncated", count)
+
+
+LANG_CODE_FLAGS = ("lang_code", "source_lang_code", "target_lang_code")
 
 
 def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], list[str]]:

@@ -23,6 +23,11 @@ from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
+from pasero_hf.training.artifacts import (
+    configure_generation_defaults,
+    configure_tokenizer_for_inference,
+    tokenizer_inference_settings,
+)
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
@@ -261,6 +266,7 @@ def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
         "lang_pairs": [f"{src}-{tgt}" for src, tgt in pairs],
         "beam_size": config.run.beam_size,
         "max_output_len": config.run.max_output_len,
+        "max_source_len": config.data.source_len_limit,
     }
     if config.data.lang_code:
         content["lang_code"] = True
@@ -332,6 +338,9 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
         load_initial_weights(_base_model(model), resume)
         resume = None
+    # the corpora are tokenized: from here on the tokenizer and model are set up as they will be saved
+    configure_tokenizer_for_inference(tokenizer, tokenizer_inference_settings(config, config.lang_pairs))
+    configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
     logger.info("model: %s, %s parameters (%s trainable)", config.model.arch, f"{total:,}", f"{trainable:,}")
 

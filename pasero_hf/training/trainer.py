@@ -14,6 +14,7 @@ What it changes:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
@@ -112,6 +113,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.inference_config = inference_config or {}
         self.save_trainable_only = save_trainable_only
         self._saving_checkpoint = False
+        self._generator = None  # validation decoder (a TextGenerator over the model being trained)
         # our loss is already normalised over the whole accumulated step (see compute_loss)
         self.loss_is_scaled_for_ga = True
         base = _unwrap(model)
@@ -226,22 +228,20 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
     def _validate_one(self, model: torch.nn.Module, name: str, valid_set) -> dict[str, float]:
         rank, world_size = self.args.process_index, self.args.world_size
         shard = valid_set.shard(rank, world_size)
-        limit = len(valid_set.sources) if self.valid_max_lines is None else self.valid_max_lines
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
         num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
-        hypotheses: list[tuple[int, str]] = []
         with torch.no_grad():
-            for batch, indices in zip(shard.batches, shard.batch_indices):
+            for batch in shard.batches:
                 inputs = self._prepare_inputs(batch)
-                model_inputs = self._model_inputs(inputs)
-                logits = model(**model_inputs).logits
+                logits = model(**self._model_inputs(inputs)).logits
                 batch_loss, _, batch_tokens = label_smoothed_nll_sum(logits, inputs["labels"], self.label_smoothing)
                 loss_sum += batch_loss.double()
                 num_tokens += batch_tokens
-                rows = [row for row, index in enumerate(indices) if index < limit]
-                if rows:
-                    texts = self._translate(model, inputs, rows)
-                    hypotheses += [(indices[row], text) for row, text in zip(rows, texts)]
+        limit = min(len(valid_set.sources), len(valid_set.sources) if self.valid_max_lines is None
+                    else self.valid_max_lines)
+        indices = list(range(rank, limit, world_size))
+        hypotheses = list(zip(indices, self._translate(model, [valid_set.sources[i] for i in indices],
+                                                       valid_set.corpus)))
         if world_size > 1:
             loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
             num_tokens = self.accelerator.reduce(num_tokens, reduction="sum")
@@ -255,22 +255,29 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             references = [valid_set.references[index] for index, _ in hypotheses]
             scores.update(corpus_scores(outputs, references, bleu_tok=self.bleu_tok))
             if self.is_world_process_zero():
-                for text in outputs[:3]:
+                for text in [text for text in outputs if text.strip()][:3]:
                     logger.info("%s | example output: %s", name, text)
         return scores
 
-    def _translate(self, model: torch.nn.Module, inputs: dict[str, Any], rows: list[int]) -> list[str]:
-        selected = torch.tensor(rows, device=inputs["input_ids"].device)
-        generate_inputs = {
-            "input_ids": inputs["input_ids"].index_select(0, selected),
-            "attention_mask": inputs["attention_mask"].index_select(0, selected),
-        }
-        for key in ("source_lang", "target_lang", "domain"):
-            if key in self._forward_params and inputs.get(key) is not None:
-                generate_inputs[key] = inputs[key]
-        output_ids = model.generate(**generate_inputs, num_beams=self.valid_beam_size,
-                                    max_new_tokens=self.max_output_len, do_sample=False)
-        return self.processing_class.batch_decode(output_ids, skip_special_tokens=True)
+    def _translate(self, model: torch.nn.Module, sources: list[str], corpus) -> list[str]:
+        """Translations of `sources` by the decoder of `pasero-decode` (Pasero's exact search for Pasero models), so
+        that the logged scores are those the user gets from the checkpoint with the same beam size."""
+        if self._generator is None or self._generator.model is not model:
+            from pasero_hf.generation.decoding_options import DecodingOptions
+            from pasero_hf.generation.text_generator import TextGenerator
+
+            options = DecodingOptions(beam_size=self.valid_beam_size, max_output_len=self.max_output_len,
+                                      max_source_len=self.inference_config.get("max_source_len"))
+            # a copy: decoding points the tokenizer at each set's languages, and the saved one must keep its defaults
+            tokenizer = copy.deepcopy(self.processing_class)
+            self._generator = TextGenerator(model, tokenizer, options, onednn=False)  # layers already routed
+            self._generator.target_code_in_source = bool(self.inference_config.get("lang_code")) and not hasattr(
+                self.processing_class, "lang_code")
+        if not sources:
+            return []
+        nbest = self._generator.decode(*sources, source_lang=corpus.source_lang, target_lang=corpus.target_lang,
+                                       domain=corpus.domain)
+        return [hypotheses[0]["detok"] for hypotheses in nbest]
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial) -> None:
