@@ -150,6 +150,10 @@ class TextGenerator:
         model_dir = resolve_model_dir(path)
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        if getattr(config, "model_type", None) == "nllb-moe":
+            # transformers' NllbMoe routes every token to experts 0 and 1 and cannot take precomputed encoder
+            # outputs: our class loads the same checkpoint with correct top-2 routing
+            from pasero_hf.models.nllb_moe import PaseroNllbMoeForConditionalGeneration as model_class
         model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
         if device is not None:
             model.to(device)
