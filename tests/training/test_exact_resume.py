@@ -138,3 +138,46 @@ def test_kill_9_then_rerun_resumes_exactly_from_the_last_checkpoint(straight, tm
     assert trainer.state.global_step == MAX_STEPS
     assert f"resuming from {latest}" in (model_dir / "train.log").read_text()
     assert_same_run(straight_dir, model_dir)
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_stopped_by_a_signal_then_rerun_is_exact(write_config, tmp_path):
+    """accelerate launch with cpu_ddp.yaml: the launcher forwards the signal to both workers, which stop after the
+    same step with one complete checkpoint holding each rank's RNG and logging state; the rerun ends like an
+    uninterrupted 2-process run, bit for bit."""
+    from tests.training.test_distributed import accelerate_launch, launch
+
+    config = write_config(max_steps=MAX_STEPS, save_interval=6, valid_interval=8, log_interval=4, keep_last=2,
+                          model_args={"embed_dim": 32, "encoder_layers": 1, "decoder_layers": 1,
+                                      "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                                      "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "dropout": 0.1})
+    script = REPO / "recipes" / "train_mt.py"
+    accelerate_launch("cpu_ddp.yaml", script, "-c", str(config), "--model-dir", str(tmp_path / "straight"))
+
+    model_dir = tmp_path / "resumed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", "0", str(script),
+               "-c", str(config), "--model-dir", str(model_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        log = model_dir / "train.log"
+        while not (log.exists() and "train | step 8 |" in log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # Ctrl-C reaches the launcher, which forwards it to the workers
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    latest = checkpoints.latest_checkpoint(model_dir)
+    step = checkpoints.checkpoint_step(latest)
+    assert 8 <= step < MAX_STEPS, stderr[-3000:]
+    assert json.loads((latest / "trainer_state.json").read_text())["global_step"] == step
+    for rank in (0, 1):
+        assert (latest / f"rng_state_{rank}.pth").is_file() and checkpoints.read_log_state(latest, rank) is not None
+    assert stderr.count("received SIGINT") == 1  # one message, from rank 0
+    launch(command)
+    assert_same_run(tmp_path / "straight", model_dir)
