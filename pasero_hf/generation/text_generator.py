@@ -174,6 +174,10 @@ class TextGenerator:
         decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
         decoding = decoding.replace(options, origin="from_pretrained() options")
         source_langs, target_langs = _declared_languages(inference_yaml)
+        if hasattr(tokenizer, "lang_code") and not any(getattr(tokenizer, key) for key in LANG_CODE_FLAGS):
+            # a Pasero tokenizer without language codes: the model knows its tokenizer's languages only
+            source_langs = source_langs or [lang for lang in [getattr(tokenizer, "src_lang", None)] if lang]
+            target_langs = target_langs or [lang for lang in [getattr(tokenizer, "tgt_lang", None)] if lang]
         generator = cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs,
                         onednn=onednn)
         # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
