@@ -30,6 +30,7 @@ from pasero_hf.training.artifacts import (
 )
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
+from pasero_hf.training.quiet import datasets_bars_disabled
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -328,8 +329,10 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     model_cfg = model_config(config, tokenizer)
     require_homogeneous_batches(config)
     start_id = model_cfg.decoder_start_token_id
-    train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size)
-    valid_sets = build_valid_datasets(config.data, tokenizer, start_id)
+    with datasets_bars_disabled():
+        train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index,
+                                           world_size=world_size)
+        valid_sets = build_valid_datasets(config.data, tokenizer, start_id)
     if not valid_sets:
         raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
     set_seed(config.data.seed)  # the same seed gives the same initial weights (and a rerun the same model)

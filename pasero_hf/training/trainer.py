@@ -31,9 +31,10 @@ from transformers.trainer_callback import ProgressCallback
 from pasero_hf.metrics import corpus_scores
 from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.training import checkpoints
-from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback
+from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback, format_value
 from pasero_hf.training.config import write_yaml_atomically
 from pasero_hf.training.loss import IGNORE_INDEX, label_smoothed_nll_sum
+from pasero_hf.training.quiet import transformers_bars_disabled
 from pasero_hf.training.schedules import inverse_sqrt_schedule
 
 logger = logging.getLogger("pasero_hf.training")
@@ -284,7 +285,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         """The Trainer's checkpoint, plus the data position; marked complete last, then rotated; then model_last."""
         self._saving_checkpoint = True
         try:
-            super()._save_checkpoint(model, trial)
+            with transformers_bars_disabled():
+                super()._save_checkpoint(model, trial)
         finally:
             self._saving_checkpoint = False
         step = self.state.global_step
@@ -303,6 +305,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             checkpoints.rotate_checkpoints(run_dir, self.keep_last)
         self.save_model_dir("model_last")
         logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        with transformers_bars_disabled():
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _log_state(self) -> dict[str, Any]:
         """What this rank has accumulated since the last log line: a resumed run then logs the same averages."""
@@ -330,7 +336,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         is_new_best = super()._determine_best_metric(metrics, trial)
         if is_new_best:
             self.save_model_dir("model_best")
-            logger.info("new best %s: %s @%d", self.args.metric_for_best_model, self.state.best_metric,
+            logger.info("new best %s: %s @%d", self.args.metric_for_best_model, format_value(self.state.best_metric, self.args.metric_for_best_model),
                         self.state.global_step)
         return is_new_best
 
@@ -338,7 +344,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         """Save the model, tokenizer and inference.yaml to MODEL_DIR/`name`, replacing it atomically."""
         run_dir = Path(self.args.output_dir)
         staging = run_dir / f".{name}.staging"
-        self.save_model(str(staging))
+        with transformers_bars_disabled():
+            self.save_model(str(staging))
         if self.args.should_save:
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not part of a model directory
             self._write_inference_yaml(staging)
