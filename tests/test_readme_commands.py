@@ -3,6 +3,7 @@
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,27 @@ def test_training_section_commands_run_as_written(tmp_path):
     help_command = next(c for c in commands if c.endswith("--help"))
     assert "--lang-temperature" in subprocess.run(runnable(help_command), cwd=REPO, env=env, check=True,
                                                   capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+def test_tokenization_section_commands_run_as_written(tmp_path):
+    """The bash block of the Tokenization section, run as is by bash in a copy of the repository's files it uses."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^## Tokenization.*?```bash\n(.*?)```", text, re.S | re.M).group(1)
+    work = tmp_path / "clone"
+    (work / "recipes").mkdir(parents=True)
+    for name in ("demo.py", "data"):
+        source = REPO / "recipes" / name
+        target = work / "recipes" / name
+        if source.is_dir():
+            shutil.copytree(source / "bible-en-es", target / "bible-en-es")
+        else:
+            target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-e", "-c", block], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = work / "models" / "bpe"
+    test_en = (work / "recipes" / "data" / "bible-en-es" / "test.en").read_text(encoding="utf-8").splitlines()
+    assert (out / "test.detok.en").read_text(encoding="utf-8").splitlines() == test_en
+    assert (out / "dict.en.txt").stat().st_size > 0 and (out / "dict.es.txt").is_file()
