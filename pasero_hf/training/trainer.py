@@ -238,8 +238,9 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                 batch_loss, _, batch_tokens = label_smoothed_nll_sum(logits, inputs["labels"], self.label_smoothing)
                 loss_sum += batch_loss.double()
                 num_tokens += batch_tokens
-        limit = min(len(valid_set.sources), len(valid_set.sources) if self.valid_max_lines is None
-                    else self.valid_max_lines)
+        limit = len(valid_set.sources)
+        if self.valid_max_lines is not None:
+            limit = min(limit, self.valid_max_lines)
         indices = list(range(rank, limit, world_size))
         hypotheses = list(zip(indices, self._translate(model, [valid_set.sources[i] for i in indices],
                                                        valid_set.corpus)))
@@ -312,7 +313,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
 
     def _log_state(self) -> dict[str, Any]:
         """What this rank has accumulated since the last log line: a resumed run then logs the same averages."""
-        return {"steps_since_log": self.state.global_step - self._globalstep_last_logged,
+        last_logged = getattr(self, "_globalstep_last_logged", self.state.global_step)
+        return {"steps_since_log": self.state.global_step - last_logged,
                 "loss_sum": float(getattr(self, "_tr_loss", 0.0)), "nll_sum": self._nll_since_log,
                 "target_tokens": self._tokens_since_log}
 
