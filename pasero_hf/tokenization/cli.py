@@ -242,15 +242,18 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> None:
     options = BPEOptions(
         inline_case=args.inline_case, nfkc=args.nfkc, protect_regex=args.protect_regex, tokenization=args.tokenization
     )
-    result = train_bpe(
-        args.inputs,
-        args.num_merges,
-        options,
-        temperature=args.temperature,
-        split_by_script=args.split_by_script,
-        threads=args.threads,
-        progress=args.verbose,
-    )
+    try:
+        result = train_bpe(
+            args.inputs,
+            args.num_merges,
+            options,
+            temperature=args.temperature,
+            split_by_script=args.split_by_script,
+            threads=args.threads,
+            progress=args.verbose,
+        )
+    except ValueError as error:  # input that is not text: file and line, no traceback, nothing written
+        raise SystemExit(f"error: {error}") from None
     result.bpe.save(args.output)
 
     lang_codes: list[str] = []

@@ -160,3 +160,11 @@ def test_missing_bpecodes_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: BPE codes file not found: {tmp_path / 'bpecodes'}"
+
+
+def test_build_tokenizer_refuses_compressed_input_with_file_and_line(tmp_path):
+    xz = Path(__file__).resolve().parents[2] / "recipes" / "data" / "bible-en-es" / "test.en.xz"
+    result = subprocess.run([str(BIN / "pasero-build-tokenizer"), "-i", str(xz), "-o", str(tmp_path / "bpecodes"),
+                             "-d", str(tmp_path / "dict.txt"), "-s", "10"], capture_output=True, text=True)
+    assert result.returncode == 1 and f"error: {xz}:1: not UTF-8 text (byte 0xfd)" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "bpecodes").exists()
