@@ -5,6 +5,7 @@ Steps: build the BPE tokenizer (pasero-build-tokenizer, a few seconds), train wi
 decode test.en with beam search (beam 5) and print BLEU, chrF, examples and how to load the model.
 
     python recipes/demo.py [--max-time MINUTES] [--threads N]
+    python recipes/demo.py --prepare-only   # data and tokenizer for recipes/configs/bible-en-es.yaml
 """
 
 import argparse
@@ -81,12 +82,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-time", type=float, default=15.0, help="training budget in minutes (default: 15)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only decompress the corpus and build the tokenizer that the training config names")
     args = parser.parse_args()
     from pasero_hf.data.sample_data import bible_en_es_dir
 
     data_dir = bible_en_es_dir()
     start = time.perf_counter()
     build_tokenizer(data_dir)
+    if args.prepare_only:
+        return
     train(args.max_time, args.threads)
     evaluate(data_dir, args.threads)
     print(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} minutes")

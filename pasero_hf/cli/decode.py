@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         for path in (corpus.source_path, corpus.ref_path):
             if path is not None and not os.path.isfile(path):
                 raise FileNotFoundError(f"file not found: {path}")
+        if corpus.source_path is not None and os.path.getsize(corpus.source_path) == 0:
+            logging.getLogger("pasero_hf").warning("%s is empty: nothing to decode", corpus.source_path)
         corpus.domain = args.domain
 
     scores = []

@@ -133,6 +133,7 @@ class TextGenerator:
         self._special_tokens = set(tokenizer.all_special_tokens)
         # how the model family marks languages (NLLB/M2M100/mBART codes, Marian >>xx<<, T5 task prefix)
         self.languages = languages or ModelLanguages.for_tokenizer(tokenizer, getattr(model.config, "model_type", None))
+        self.target_code_in_source = False  # prefix sources with the target language code (inference.yaml lang_code)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
@@ -172,12 +173,20 @@ class TextGenerator:
         else:
             config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
             model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+            if getattr(config, "model_type", None) == "nllb-moe":
+                # transformers' NllbMoe routes every token to experts 0 and 1 and cannot take precomputed encoder
+                # outputs: our class loads the same checkpoint with correct top-2 routing
+                from pasero_hf.models.nllb_moe import PaseroNllbMoeForConditionalGeneration as model_class
             model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
             if device is not None:
                 model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
         inference_yaml = read_inference_yaml(model_dir)
+        code_flags = {key: bool(inference_yaml[key]) for key in LANG_CODE_FLAGS if key in inference_yaml}
+        for key, value in code_flags.items():  # a Pasero tokenizer follows the trained layout (older directories)
+            if hasattr(tokenizer, key):
+                setattr(tokenizer, key, value)
         known = {field for field in DecodingOptions.__dataclass_fields__} | set(HF_ALIASES)
         # model files may carry Pasero options we do not implement (e.g. repeat_penalty): defaults, not errors
         file_defaults = {
@@ -188,11 +197,18 @@ class TextGenerator:
         decoding = DecodingOptions().replace(file_defaults, origin=f"{model_dir} (generation_config.json/inference.yaml)")
         decoding = decoding.replace(options, origin="from_pretrained() options")
         source_langs, target_langs = _declared_languages(inference_yaml)
+        if hasattr(tokenizer, "lang_code") and not any(getattr(tokenizer, key) for key in LANG_CODE_FLAGS):
+            # a Pasero tokenizer without language codes: the model knows its tokenizer's languages only
+            source_langs = source_langs or [lang for lang in [getattr(tokenizer, "src_lang", None)] if lang]
+            target_langs = target_langs or [lang for lang in [getattr(tokenizer, "tgt_lang", None)] if lang]
         languages = ModelLanguages.for_tokenizer(tokenizer, model.config.model_type,
                                                  mapping=inference_yaml.get("lang_mapping"),
                                                  source_prefix=inference_yaml.get("source_prefix"))
-        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn,
-                   languages=languages, backend=engine)
+        generator = cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs,
+                        onednn=onednn, languages=languages, backend=engine)
+        # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
+        generator.target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
+        return generator
 
     build = from_pretrained
 
@@ -272,6 +288,9 @@ class TextGenerator:
 
         self._set_tokenizer_languages(source_lang, target_lang)
         sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
+        if self.target_code_in_source and target_lang is not None:
+            code = self._vocab[self._lang_token(target_lang)]
+            sources = [[code] + ids if ids else ids for ids in sources]
         max_source_len = self._max_source_len(decoding)
         truncated = 0
         for index, ids in enumerate(sources):
@@ -713,6 +732,8 @@ class TextGenerator:
             if side == "source":
                 return bool(tokenizer.source_lang_code)
             return bool(tokenizer.target_lang_code or tokenizer.lang_code)
+        if side == "target" and self.target_code_in_source:
+            return True
         return hasattr(tokenizer, "src_lang" if side == "source" else "tgt_lang")
 
     def _set_tokenizer_languages(self, source_lang: str | None, target_lang: str | None) -> None:
@@ -810,6 +831,9 @@ class TextGenerator:
     def _warn_truncated(count: int) -> None:
         if count:
             logger.warning("%d source line(s) longer than the maximum source length were truncated", count)
+
+
+LANG_CODE_FLAGS = ("lang_code", "source_lang_code", "target_lang_code")
 
 
 def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], list[str]]:

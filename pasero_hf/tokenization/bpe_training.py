@@ -140,9 +140,25 @@ def language_of(path: str) -> str:
 def _chunks(paths: Sequence[str], langs: Sequence[str], size: int) -> Iterator[tuple[str, list[str]]]:
     """(language, lines) chunks of every file, file after file."""
     for path, lang in zip(paths, langs):
-        with open(path, encoding="utf-8", errors="replace") as text_file:
+        first_line = 1
+        with open(path, encoding="utf-8", errors="surrogateescape") as text_file:
             while chunk := list(islice(text_file, size)):
+                _check_text(chunk, path, first_line)
+                first_line += len(chunk)
                 yield lang, chunk
+
+
+def _check_text(lines: list[str], path: str, first_line: int) -> None:
+    """Raise ValueError naming the file and line of the first line that is not UTF-8 text (binary, .xz...)."""
+    for number, line in enumerate(lines, first_line):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as error:
+            byte = ord(line[error.start]) - 0xDC00
+            raise ValueError(f"{path}:{number}: not UTF-8 text (byte 0x{byte:02x}); binary or compressed "
+                             "input?") from None
+        if "\0" in line:
+            raise ValueError(f"{path}:{number}: binary data (NUL byte); binary or compressed input?")
 
 
 def _count_chunk(splitting: WordSplitting, lang: str, lines: list[str]) -> tuple[str, Counter, int]:

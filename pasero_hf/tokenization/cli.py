@@ -52,13 +52,32 @@ def _open_streams(input_path: str | None, output_path: str | None) -> Iterator[t
                 os.remove(tmp_path)
 
 
-def _lines(infile: TextIO, progress: bool) -> Iterator[str]:
-    """Input lines without their line break; a tqdm bar on stderr when `progress`."""
+def _lines(infile: TextIO, progress: bool, errors: str = "strict", name: str = "<stdin>") -> Iterator[str]:
+    """Input lines without their line break; a tqdm bar on stderr when `progress`.
+
+    Lines are decoded with `surrogateescape`; with `errors="strict"`, the first line that is not UTF-8 text (or holds
+    NUL bytes: binary or compressed input) stops with its file and line number; "replace" writes U+FFFD for
+    undecodable bytes; "surrogateescape" passes them through unchanged.
+    """
     if progress:
         from tqdm import tqdm
 
         infile = tqdm(infile, unit=" lines", file=sys.stderr, mininterval=1.0)
-    for line in infile:
+    for number, line in enumerate(infile, 1):
+        if errors != "surrogateescape":
+            try:
+                line.encode("utf-8")
+                binary = "\0" in line
+            except UnicodeEncodeError as error:
+                if errors == "replace":
+                    line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    binary = False
+                else:
+                    byte = ord(line[error.start]) - 0xDC00
+                    raise SystemExit(f"error: {name}:{number}: not UTF-8 text (byte 0x{byte:02x}); binary or "
+                                     "compressed input? (--errors replace writes U+FFFD instead)") from None
+            if binary and errors == "strict":
+                raise SystemExit(f"error: {name}:{number}: binary data (NUL byte); binary or compressed input?")
         yield line.rstrip("\n")
 
 
@@ -66,6 +85,9 @@ def _add_io_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", help="input file (default: standard input)")
     parser.add_argument("-o", "--output", help="output file (default: standard output)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar on standard error")
+    parser.add_argument("--errors", choices=("strict", "replace", "surrogateescape"), default="strict",
+                        help="input that is not UTF-8: stop with its file and line (strict, default), write U+FFFD "
+                             "(replace) or pass the bytes through (surrogateescape)")
 
 
 def _run_streaming(main) -> None:
@@ -95,11 +117,14 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     vocabulary = load_vocabulary(args.vocabulary, args.threshold) if args.vocabulary else None
-    bpe = PaseroBPE.from_file(args.bpecodes, vocabulary=vocabulary)
+    try:
+        bpe = PaseroBPE.from_file(args.bpecodes, vocabulary=vocabulary)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
 
     def run() -> None:
         with _open_streams(args.input, args.output) as (infile, outfile):
-            lines = _lines(infile, args.progress)
+            lines = _lines(infile, args.progress, args.errors, args.input or "<stdin>")
             if args.threads == 1:
                 for line in lines:
                     outfile.write(" ".join(bpe.tokenize(line, unk=args.unk)) + "\n")
@@ -147,7 +172,7 @@ def detokenize_main(argv: Sequence[str] | None = None) -> None:
 
     def run() -> None:
         with _open_streams(args.input, args.output) as (infile, outfile):
-            for line in _lines(infile, args.progress):
+            for line in _lines(infile, args.progress, args.errors, args.input or "<stdin>"):
                 outfile.write(detokenize(strip_leading_tags(line.split())) + "\n")
 
     _run_streaming(run)
@@ -187,7 +212,7 @@ def build_dict_main(argv: Sequence[str] | None = None) -> None:
     def run() -> None:
         with _open_streams(args.input, args.output) as (infile, outfile):
             counts: Counter = Counter()
-            for line in _lines(infile, args.progress):
+            for line in _lines(infile, args.progress, args.errors, args.input or "<stdin>"):
                 counts.update(line.split())
             outfile.writelines(f"{token} {count}\n" for token, count in _build_dictionary(counts, args))
 
@@ -256,15 +281,18 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> None:
     options = BPEOptions(
         inline_case=args.inline_case, nfkc=args.nfkc, protect_regex=args.protect_regex, tokenization=args.tokenization
     )
-    result = train_bpe(
-        args.inputs,
-        args.num_merges,
-        options,
-        temperature=args.temperature,
-        split_by_script=args.split_by_script,
-        threads=args.threads,
-        progress=args.verbose,
-    )
+    try:
+        result = train_bpe(
+            args.inputs,
+            args.num_merges,
+            options,
+            temperature=args.temperature,
+            split_by_script=args.split_by_script,
+            threads=args.threads,
+            progress=args.verbose,
+        )
+    except ValueError as error:  # input that is not text: file and line, no traceback, nothing written
+        raise SystemExit(f"error: {error}") from None
     result.bpe.save(args.output)
 
     lang_codes: list[str] = []

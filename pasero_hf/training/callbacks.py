@@ -82,12 +82,15 @@ class LogLinesCallback(TrainerCallback):
         for key, value in logs.items():
             if key in ("epoch",):
                 continue
-            parts.append(f"{key} {_format(value)}")
+            parts.append(f"{key} {format_value(value, key)}")
         logger.info("%s | %s", kind, " | ".join(parts))
 
 
-def _format(value) -> str:
+def format_value(value, key: str = "") -> str:
+    """A log value: BLEU and chrF with 2 decimals (as sacrebleu prints them), other floats with 4."""
     if isinstance(value, float):
+        if key.endswith(("bleu", "chrf")):
+            return f"{value:.2f}"
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
             return f"{value:.4e}"
         return f"{value:.4f}".rstrip("0").rstrip(".") if not math.isnan(value) else "nan"

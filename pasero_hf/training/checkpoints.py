@@ -95,6 +95,15 @@ def write_json_atomically(path: Path, content: Any) -> None:
     os.replace(tmp, path)
 
 
+def log_state_file(rank: int) -> str:
+    return f"log_state_{rank}.json"
+
+
+def read_log_state(checkpoint_dir: Path, rank: int) -> dict | None:
+    path = checkpoint_dir / log_state_file(rank)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def read_data_state(checkpoint_dir: Path) -> dict | None:
     path = checkpoint_dir / DATA_STATE
     if not path.is_file():

@@ -109,7 +109,10 @@ def from_command_line(value: Any, tp: Any) -> Any:
         return yaml.safe_load(value)  # `--model-args '{embed_dim: 256}'`
     if is_section(tp):
         # `--train-corpora train '{paths: [dev], domain: ted}'`: a bare word fills the first field
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:  # a path with placeholders (`{pair}/train`) is not YAML
+            parsed = None
         return parsed if isinstance(parsed, dict) else {dataclasses.fields(tp)[0].name: value}
     return value
 

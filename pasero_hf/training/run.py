@@ -24,6 +24,11 @@ from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
+from pasero_hf.training.artifacts import (
+    configure_generation_defaults,
+    configure_tokenizer_for_inference,
+    tokenizer_inference_settings,
+)
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.preflight import check_inputs, initial_checkpoint
@@ -35,6 +40,7 @@ from pasero_hf.training.pretrained import (
     pretrained_model_name,
     trim_pretrained_vocabulary,
 )
+from pasero_hf.training.quiet import datasets_bars_disabled
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -52,6 +58,7 @@ class TrainingResult:
     global_step: int
     best_metric: float | None
     stop_reason: str | None
+    is_main_process: bool = True
 
 
 def world_size_from_env() -> int:
@@ -121,7 +128,11 @@ def setup_logging(model_dir: Path, is_main: bool, append: bool) -> None:
         if getattr(handler, "_pasero_training", False):
             root.removeHandler(handler)
             handler.close()
-    if not is_main:
+    if not is_main:  # other ranks: errors only (their warnings repeat rank 0's)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.ERROR)
+        handler._pasero_training = True
+        root.addHandler(handler)
         return
     formatter = logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.FileHandler(model_dir / "train.log", mode="a" if append else "w", encoding="utf-8"),
@@ -174,6 +185,10 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
     opts = config.model
     adapters = {key: getattr(opts, key) for key in (
         "encoder_adapters_by", "decoder_adapters_by", "encoder_adapters", "decoder_adapters") if getattr(opts, key)}
+    try:
+        PaseroConfig.check_option_names(opts.model_args)
+    except ValueError as error:
+        raise ConfigError(f"model_args: {error}") from error
     try:
         return PaseroConfig.from_arch(
             opts.arch,
@@ -268,6 +283,7 @@ def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
         "lang_pairs": [f"{src}-{tgt}" for src, tgt in pairs],
         "beam_size": config.run.beam_size,
         "max_output_len": config.run.max_output_len,
+        "max_source_len": config.data.source_len_limit,
     }
     if config.data.lang_code:
         content["lang_code"] = True
@@ -319,7 +335,8 @@ def train(config: TrainingConfig) -> TrainingResult:
         logger.info("model_average: mean of the last %d checkpoints", count)
     best = model_dir / "model_best"
     return TrainingResult(model_dir, best if best.is_dir() else None, model_dir / "model_last",
-                          trainer.state.global_step, trainer.state.best_metric, stop.stop_reason)
+                          trainer.state.global_step, trainer.state.best_metric, stop.stop_reason,
+                          trainer.is_world_process_zero())
 
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
@@ -343,14 +360,15 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     setup_logging(model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
     require_homogeneous_batches(config)
-    train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index, world_size=world_size,
-                                       languages=languages)
-    if pretrained is not None and config.pretrained.trim_vocab:
-        trim_pretrained_vocabulary(pretrained, train_stream.datasets)
-        tokenizer, start_id = pretrained.tokenizer, pretrained.model.config.decoder_start_token_id
+    with datasets_bars_disabled():
         train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index,
                                            world_size=world_size, languages=languages)
-    valid_sets = build_valid_datasets(config.data, tokenizer, start_id, languages=languages)
+        if pretrained is not None and config.pretrained.trim_vocab:
+            trim_pretrained_vocabulary(pretrained, train_stream.datasets)
+            tokenizer, start_id = pretrained.tokenizer, pretrained.model.config.decoder_start_token_id
+            train_stream = build_train_dataset(config.data, tokenizer, start_id, rank=args.process_index,
+                                               world_size=world_size, languages=languages)
+        valid_sets = build_valid_datasets(config.data, tokenizer, start_id, languages=languages)
     if not valid_sets:
         raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
     set_seed(config.data.seed)  # the same seed gives the same initial weights (and a rerun the same model)
@@ -364,6 +382,9 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
         load_initial_weights(_base_model(model), resume)
         resume = None
+    # the corpora are tokenized: from here on the tokenizer and model are set up as they will be saved
+    configure_tokenizer_for_inference(tokenizer, tokenizer_inference_settings(config, config.lang_pairs))
+    configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
     inference = inference_config(config, tokenizer)
     if pretrained is not None:
@@ -408,7 +429,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         metrics=config.run.metrics,
         eval_lc=config.run.eval_lc,
         spbleu_model=config.run.spbleu_model,
-        target_prefix_len=1 if languages is not None and languages.forces_target_code else 0,
+        languages=languages,
     )
     return trainer, stop, resume
 

@@ -14,6 +14,7 @@ What it changes:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
@@ -31,9 +32,10 @@ from transformers.trainer_callback import ProgressCallback
 from pasero_hf.metrics import DEFAULT_METRICS, corpus_scores
 from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.training import checkpoints
-from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback
+from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback, format_value
 from pasero_hf.training.config import write_yaml_atomically
 from pasero_hf.training.loss import IGNORE_INDEX, label_smoothed_nll_sum
+from pasero_hf.training.quiet import transformers_bars_disabled
 from pasero_hf.training.schedules import inverse_sqrt_schedule
 
 logger = logging.getLogger("pasero_hf.training")
@@ -77,8 +79,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             model); `model_best` and `model_last` stay complete, loadable models.
         onednn: during `train` and `evaluate`, float32 CPU linear layers multiply through oneDNN when that is faster
             (`pasero_hf.models.onednn`).
-        target_prefix_len: validation decoding starts with the decoder start token and this many first label tokens
-            (1 for NLLB/M2M100/mBART: the target language code, which the model must not choose itself).
+        languages: how a pretrained model family marks languages (`ModelLanguages`, with the run's language mapping),
+            for validation decoding; None: found from the tokenizer.
     """
 
     def __init__(
@@ -103,7 +105,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         metrics: Sequence[str] = DEFAULT_METRICS,
         eval_lc: bool = False,
         spbleu_model: str | None = None,
-        target_prefix_len: int = 0,
+        languages=None,
     ):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, callbacks=callbacks)
@@ -112,7 +114,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                        if isinstance(callback, StopCallback) and callback.max_seconds is not None]
             self.add_callback(QuietProgressCallback(min(budgets) if budgets else None))
         self.onednn = onednn
-        self.target_prefix_len = target_prefix_len
+        self.languages = languages
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
         self.bleu_tok = bleu_tok
@@ -127,6 +129,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.inference_config = inference_config or {}
         self.save_trainable_only = save_trainable_only
         self._saving_checkpoint = False
+        self._generator = None  # validation decoder (a TextGenerator over the model being trained)
         # our loss is already normalised over the whole accumulated step (see compute_loss)
         self.loss_is_scaled_for_ga = True
         base = _unwrap(model)
@@ -144,7 +147,10 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         """The stream as is: its batches are already token-based and rank-specific, so Accelerate must not re-shard."""
         if self.train_dataset is None:
             raise ValueError("PaseroSeq2SeqTrainer: training requires a train_dataset")
-        return DataLoader(self.train_dataset, batch_size=None, num_workers=self.args.dataloader_num_workers)
+        # Its own generator: creating a DataLoader iterator draws a seed, and drawing it from the global RNG would
+        # shift every dropout mask of a resumed run (the RNG state is restored before the iterator is created).
+        return DataLoader(self.train_dataset, batch_size=None, num_workers=self.args.dataloader_num_workers,
+                          generator=torch.Generator().manual_seed(self.args.seed))
 
     def _model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The batch entries the model's forward accepts (language/domain strings only for models that use them)."""
@@ -238,22 +244,21 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
     def _validate_one(self, model: torch.nn.Module, name: str, valid_set) -> dict[str, float]:
         rank, world_size = self.args.process_index, self.args.world_size
         shard = valid_set.shard(rank, world_size)
-        limit = len(valid_set.sources) if self.valid_max_lines is None else self.valid_max_lines
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
         num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
-        hypotheses: list[tuple[int, str]] = []
         with torch.no_grad():
-            for batch, indices in zip(shard.batches, shard.batch_indices):
+            for batch in shard.batches:
                 inputs = self._prepare_inputs(batch)
-                model_inputs = self._model_inputs(inputs)
-                logits = model(**model_inputs).logits
+                logits = model(**self._model_inputs(inputs)).logits
                 batch_loss, _, batch_tokens = label_smoothed_nll_sum(logits, inputs["labels"], self.label_smoothing)
                 loss_sum += batch_loss.double()
                 num_tokens += batch_tokens
-                rows = [row for row, index in enumerate(indices) if index < limit]
-                if rows:
-                    texts = self._translate(model, inputs, rows)
-                    hypotheses += [(indices[row], text) for row, text in zip(rows, texts)]
+        limit = len(valid_set.sources)
+        if self.valid_max_lines is not None:
+            limit = min(limit, self.valid_max_lines)
+        indices = list(range(rank, limit, world_size))
+        hypotheses = list(zip(indices, self._translate(model, [valid_set.sources[i] for i in indices],
+                                                       valid_set.corpus)))
         if world_size > 1:
             loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
             num_tokens = self.accelerator.reduce(num_tokens, reduction="sum")
@@ -268,40 +273,46 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             scores.update(corpus_scores(outputs, references, bleu_tok=self.bleu_tok, metrics=self.metrics,
                                         lowercase=self.eval_lc, spbleu_model=self.spbleu_model))
             if self.is_world_process_zero():
-                for text in outputs[:3]:
+                for text in [text for text in outputs if text.strip()][:3]:
                     logger.info("%s | example output: %s", name, text)
         return scores
 
-    def _translate(self, model: torch.nn.Module, inputs: dict[str, Any], rows: list[int]) -> list[str]:
-        selected = torch.tensor(rows, device=inputs["input_ids"].device)
-        generate_inputs = {
-            "input_ids": inputs["input_ids"].index_select(0, selected),
-            "attention_mask": inputs["attention_mask"].index_select(0, selected),
-        }
-        for key in ("source_lang", "target_lang", "domain"):
-            if key in self._forward_params and inputs.get(key) is not None:
-                generate_inputs[key] = inputs[key]
-        if self.target_prefix_len:
-            prefix = inputs["labels"].index_select(0, selected)[:, :self.target_prefix_len]
-            start = prefix.new_full((len(rows), 1), model.config.decoder_start_token_id)
-            generate_inputs["decoder_input_ids"] = torch.cat([start, prefix], dim=1)
-        output_ids = model.generate(**generate_inputs, num_beams=self.valid_beam_size,
-                                    max_new_tokens=self.max_output_len, do_sample=False)
-        if self.target_prefix_len:  # the forced prompt is not part of the translation (M2M100 codes are not special)
-            output_ids = output_ids[:, 1 + self.target_prefix_len:]
-        return self.processing_class.batch_decode(output_ids, skip_special_tokens=True)
+    def _translate(self, model: torch.nn.Module, sources: list[str], corpus) -> list[str]:
+        """Translations of `sources` by the decoder of `pasero-decode` (Pasero's exact search for Pasero models), so
+        that the logged scores are those the user gets from the checkpoint with the same beam size."""
+        if self._generator is None or self._generator.model is not model:
+            from pasero_hf.generation.decoding_options import DecodingOptions
+            from pasero_hf.generation.text_generator import TextGenerator
+
+            options = DecodingOptions(beam_size=self.valid_beam_size, max_output_len=self.max_output_len,
+                                      max_source_len=self.inference_config.get("max_source_len"))
+            # a copy: decoding points the tokenizer at each set's languages, and the saved one must keep its defaults
+            tokenizer = copy.deepcopy(self.processing_class)
+            self._generator = TextGenerator(model, tokenizer, options, onednn=False,  # layers already routed
+                                            languages=self.languages)
+            self._generator.target_code_in_source = bool(self.inference_config.get("lang_code")) and not hasattr(
+                self.processing_class, "lang_code")
+        if not sources:
+            return []
+        nbest = self._generator.decode(*sources, source_lang=corpus.source_lang, target_lang=corpus.target_lang,
+                                       domain=corpus.domain)
+        return [hypotheses[0]["detok"] for hypotheses in nbest]
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial) -> None:
         """The Trainer's checkpoint, plus the data position; marked complete last, then rotated; then model_last."""
         self._saving_checkpoint = True
         try:
-            super()._save_checkpoint(model, trial)
+            with transformers_bars_disabled():
+                super()._save_checkpoint(model, trial)
         finally:
             self._saving_checkpoint = False
         step = self.state.global_step
         run_dir = Path(self._get_output_dir(trial))
         checkpoint_dir = run_dir / f"checkpoint-{step}"
+        checkpoints.write_json_atomically(checkpoint_dir / checkpoints.log_state_file(self.args.process_index),
+                                          self._log_state())
+        self.accelerator.wait_for_everyone()  # every rank's files are written before the checkpoint is complete
         if self.args.should_save:
             if hasattr(self.train_dataset, "state_dict"):
                 batches = step * self.args.gradient_accumulation_steps
@@ -313,6 +324,27 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         self.save_model_dir("model_last")
         logger.info("saved %s and model_last @%d", checkpoint_dir.name, step)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        with transformers_bars_disabled():
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _log_state(self) -> dict[str, Any]:
+        """What this rank has accumulated since the last log line: a resumed run then logs the same averages."""
+        last_logged = getattr(self, "_globalstep_last_logged", self.state.global_step)
+        return {"steps_since_log": self.state.global_step - last_logged,
+                "loss_sum": float(getattr(self, "_tr_loss", 0.0)), "nll_sum": self._nll_since_log,
+                "target_tokens": self._tokens_since_log}
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        """The Trainer calls this once when it resumes, after resetting its loss accumulators: restore them too."""
+        super()._load_rng_state(checkpoint)
+        state = checkpoints.read_log_state(Path(checkpoint), self.args.process_index) if checkpoint else None
+        if state is not None:
+            self._globalstep_last_logged = self.state.global_step - state["steps_since_log"]
+            self._tr_loss.fill_(state["loss_sum"])
+            self._nll_since_log = state["nll_sum"]
+            self._tokens_since_log = state["target_tokens"]
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if self.save_trainable_only and self._saving_checkpoint and state_dict is None:
             trainable = {name for name, param in self.model.named_parameters() if param.requires_grad}
@@ -323,7 +355,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         is_new_best = super()._determine_best_metric(metrics, trial)
         if is_new_best:
             self.save_model_dir("model_best")
-            logger.info("new best %s: %s @%d", self.args.metric_for_best_model, self.state.best_metric,
+            logger.info("new best %s: %s @%d", self.args.metric_for_best_model, format_value(self.state.best_metric, self.args.metric_for_best_model),
                         self.state.global_step)
         return is_new_best
 
@@ -331,7 +363,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         """Save the model, tokenizer and inference.yaml to MODEL_DIR/`name`, replacing it atomically."""
         run_dir = Path(self.args.output_dir)
         staging = run_dir / f".{name}.staging"
-        self.save_model(str(staging))
+        with transformers_bars_disabled():
+            self.save_model(str(staging))
         if self.args.should_save:
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not part of a model directory
             self._write_inference_yaml(staging)

@@ -135,3 +135,15 @@ def test_kill_and_continue_gives_the_uninterrupted_output(nllb_dir, bible_dir, t
 
     pasero_decode(nllb_dir, "-i", source, "-o", output, *options, "--continue")
     assert output.read_text(encoding="utf-8") == full
+
+
+def test_unknown_target_language_and_empty_input(pasero_tiny_dir, tmp_path):
+    """An en->es model without language codes cannot translate into French: say so instead of decoding Spanish;
+    an empty input file is reported."""
+    (tmp_path / "in.en").write_text("And God said.\n", encoding="utf-8")
+    result = pasero_decode(pasero_tiny_dir, "-i", tmp_path / "in.en", "-t", "fr", "--quiet", check=False)
+    assert result.returncode == 1 and "unknown target language 'fr': this model supports es" in result.stderr
+    assert result.stdout == ""
+    (tmp_path / "empty.en").write_text("", encoding="utf-8")
+    result = pasero_decode(pasero_tiny_dir, "-i", tmp_path / "empty.en", "-t", "es", "--quiet")
+    assert f"{tmp_path / 'empty.en'} is empty: nothing to decode" in result.stderr

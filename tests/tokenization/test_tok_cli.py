@@ -145,12 +145,43 @@ def test_light_clis_import_neither_torch_nor_transformers(name, models_dir):
     assert not imported & {"torch", "transformers"}
 
 
-def test_undecodable_bytes_pass_through(models_dir):
+def test_undecodable_bytes_pass_through_on_request(models_dir):
     result = subprocess.run(
-        [str(BIN / "pasero-tokenize"), str(models_dir / "TED-de-en" / "bpecodes")],
+        [str(BIN / "pasero-tokenize"), str(models_dir / "TED-de-en" / "bpecodes"), "--errors", "surrogateescape"],
         input=b"caf\xe9 Bar\n\nok\n",
         capture_output=True,
         check=True,
     )
     lines = result.stdout.split(b"\n")[:-1]
     assert len(lines) == 3 and lines[1] == b"" and b"\xe9" in lines[0] and b"<T>" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["pasero-tokenize", "pasero-detokenize", "pasero-build-dict"])
+def test_non_utf8_binary_or_compressed_input_is_an_error_with_file_and_line(models_dir, tmp_path, command):
+    bpe = [str(models_dir / "TED-de-en" / "bpecodes")] if command == "pasero-tokenize" else []
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"ok\ncaf\xe9\n")
+    xz = Path(__file__).resolve().parents[2] / "recipes" / "data" / "bible-en-es" / "test.en.xz"
+    for path, message in ((latin1, f"{latin1}:2: not UTF-8 text (byte 0xe9)"), (xz, f"{xz}:1: not UTF-8 text")):
+        result = subprocess.run([str(BIN / command), *bpe, "-i", str(path), "-o", str(tmp_path / "out")],
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()  # no half-written output
+    replaced = subprocess.run([str(BIN / command), *bpe, "-i", str(latin1), "--errors", "replace"],
+                              capture_output=True, text=True, check=True)
+    assert "\ufffd" in replaced.stdout or command == "pasero-build-dict"  # (a count-1 token is below its threshold)
+
+
+def test_missing_bpecodes_is_one_line(tmp_path):
+    result = subprocess.run([str(BIN / "pasero-tokenize"), str(tmp_path / "bpecodes")], input="hi\n",
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: BPE codes file not found: {tmp_path / 'bpecodes'}"
+
+
+def test_build_tokenizer_refuses_compressed_input_with_file_and_line(tmp_path):
+    xz = Path(__file__).resolve().parents[2] / "recipes" / "data" / "bible-en-es" / "test.en.xz"
+    result = subprocess.run([str(BIN / "pasero-build-tokenizer"), "-i", str(xz), "-o", str(tmp_path / "bpecodes"),
+                             "-d", str(tmp_path / "dict.txt"), "-s", "10"], capture_output=True, text=True)
+    assert result.returncode == 1 and f"error: {xz}:1: not UTF-8 text (byte 0xfd)" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "bpecodes").exists()

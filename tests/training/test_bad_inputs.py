@@ -76,3 +76,25 @@ def test_unwritable_model_dir(write_config, tmp_path, capsys):
     blocker.write_text("not a directory")
     status, err = run_recipe(["-c", str(write_config()), "--model-dir", str(blocker / "model")], capsys)
     assert_fails_before_training(status, err, tmp_path / "nowhere", "model_dir: cannot write to", str(blocker))
+
+
+@pytest.mark.parametrize("where", ["yaml", "command line"])
+def test_misspelled_model_option_is_refused_with_the_closest_names(write_config, tmp_path, capsys, where):
+    """A typo inside model_args used to be stored silently (and the model trained with the default embed_dim)."""
+    if where == "yaml":
+        config = write_config(model_args={"embed_dimm": 32})
+        argv = ["-c", str(config)]
+    else:
+        argv = ["-c", str(write_config()), "--model-args", "{embed_dimm: 32}"]
+    status, err = run_recipe(argv, capsys)
+    assert_fails_before_training(status, err, tmp_path / "model", "model_args: unknown model option 'embed_dimm'",
+                                 "did you mean 'embed_dim'")
+
+
+def test_from_arch_refuses_unknown_options():
+    from pasero_hf.models.pasero import PaseroConfig
+
+    with pytest.raises(ValueError, match=r"unknown model option 'encoder_layer' \(did you mean 'encoder_layers'"):
+        PaseroConfig.from_arch("transformer_small", encoder_layer=2)
+    config = PaseroConfig.from_arch("transformer_small", encoder_layers=2, d_model=128)  # attribute_map aliases work
+    assert (config.encoder_layers, config.embed_dim) == (2, 128)

@@ -108,3 +108,11 @@ def test_option_names_are_pasero_names():
                  "valid_interval", "patience", "early_stopping_metric", "bleu_tok", "ckpt", "continue_", "reset",
                  "reset_optimizer", "lora_rank", "encoder_adapters_by", "decoder_adapters_by", "max_time"):
         assert name in names, name
+
+
+def test_corpus_paths_with_placeholders_on_the_command_line():
+    """`--train-corpora '{pair}/train'` is a path, not a malformed YAML mapping."""
+    config = load_training_config(["--train-corpora", "{pair}/train", '{paths: ["{pair}/ted"], domain: ted}',
+                                   "--lang-pairs", "de-en"])
+    assert [(c.paths, c.domain) for c in config.data.train_corpora] == [(["{pair}/train"], None),
+                                                                        (["{pair}/ted"], "ted")]

@@ -4,6 +4,8 @@ Self-contained (imports only `transformers` and the standard library) so that `s
 the weights for `trust_remote_code=True` loading.
 """
 
+import dataclasses
+import difflib
 import re
 
 from huggingface_hub.dataclasses import strict
@@ -228,7 +230,22 @@ class PaseroConfig(PreTrainedConfig):
         """Build the configuration of one of Pasero's named architectures (e.g. 'transformer_big'), with overrides."""
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown Pasero architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        cls.check_option_names(overrides)
         return cls(**{**ARCHITECTURES[name], **overrides})
+
+    @classmethod
+    def check_option_names(cls, options) -> None:
+        """Raise ValueError on names that are not options of this config, with the closest valid ones.
+
+        `PaseroConfig(**kwargs)` keeps unknown keys as attributes (as every transformers config does, so that
+        configs written by other versions load), which would silently train with the default of a misspelled option.
+        """
+        known = {f.name for f in dataclasses.fields(cls)} | set(cls.attribute_map) | {"output_attentions"}
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+                hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+                raise ValueError(f"unknown model option {key!r}{hint}")
 
 
 __all__ = ["PaseroConfig", "ARCHITECTURES", "check_adapter_name"]
