@@ -383,7 +383,12 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         load_initial_weights(_base_model(model), resume)
         resume = None
     # the corpora are tokenized: from here on the tokenizer and model are set up as they will be saved
-    configure_tokenizer_for_inference(tokenizer, tokenizer_inference_settings(config, config.lang_pairs))
+    settings = tokenizer_inference_settings(config, config.lang_pairs)
+    if languages is not None:  # a pretrained model's tokenizer names its default languages with the model's codes
+        for key, side in (("src_lang", "source"), ("tgt_lang", "target")):
+            if settings.get(key) is not None:
+                settings[key] = languages.model_code(settings[key], side) if languages.codes else None
+    configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
     inference = inference_config(config, tokenizer)
