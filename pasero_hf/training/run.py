@@ -387,7 +387,10 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     if languages is not None:  # a pretrained model's tokenizer names its default languages with the model's codes
         for key, side in (("src_lang", "source"), ("tgt_lang", "target")):
             if settings.get(key) is not None:
-                settings[key] = languages.model_code(settings[key], side) if languages.codes else None
+                try:
+                    settings[key] = languages.model_code(settings[key], side) if languages.codes else None
+                except ValueError:  # a side the family does not mark (Marian sources): no default to save
+                    settings[key] = None
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
