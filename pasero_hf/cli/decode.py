@@ -11,10 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import yaml
 
 logger = logging.getLogger("pasero_hf.decode")
+# In interactive decoding (standard input, line by line), "!beam_size=1" changes a decoding option.
+_OPTION_COMMAND = re.compile(r"!\s*(?P<name>\w+)\s*=\s*(?P<value>\S+)\s*")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
     scores = []
     for corpus in corpora:
+        if corpus.source_path is None and corpus.ref_path is None and args.buffer_size == 1:
+            decode_interactively(generator, corpus, verbose=args.verbose)
+            continue
         generator.decode_corpus(
             corpus,
             buffer_size=args.buffer_size,
@@ -162,6 +171,38 @@ def run(args: argparse.Namespace) -> int:
         average = {name: sum(score[name] for score in scores) / len(scores) for name in scores[0]}
         _print_scores("average", average)
     return 0
+
+
+def decode_interactively(generator, corpus, verbose: bool = False, options: dict[str, Any] | None = None,
+                         stream=None) -> None:
+    """Standard input, line by line: each output is printed as soon as its line is read; a line `!name=value` (e.g.
+    `!beam_size=1`) changes a decoding option for the following lines instead of being translated."""
+    from pasero_hf.generation.inference_corpus import read_lines
+    from pasero_hf.generation.output_format import format_hypothesis
+
+    options = dict(options or {})
+    layers = [generator.alignment_layer()] if verbose else []
+    line_id = 0
+    for line in read_lines(None, stream):
+        if command := _OPTION_COMMAND.fullmatch(line):
+            options = apply_option_command(generator, options, command["name"], command["value"])
+            continue
+        nbest = generator.decode(line, source_lang=corpus.source_lang, target_lang=corpus.target_lang,
+                                 domain=corpus.domain, return_scores=verbose, return_layers=layers, **options)
+        print(format_hypothesis(nbest[0][0], line_id, verbose), flush=True)
+        line_id += 1
+
+
+def apply_option_command(generator, options: dict[str, Any], name: str, value: str) -> dict[str, Any]:
+    """The options with `name` set to `value` (read as YAML), or unchanged, the error logged, when that is invalid."""
+    updated = {**options, name: yaml.safe_load(value)}
+    try:
+        generator.options.replace(updated, origin="interactive command")
+    except ValueError as error:
+        logger.error("%s", error)
+        return options
+    logger.warning("decoding option %s set to %r", name, updated[name])
+    return updated
 
 
 def _print_scores(name: str, metrics: dict[str, float]) -> None:

@@ -22,74 +22,18 @@ dropped in groups (each removal copies the cross-attention cache).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from pasero_hf.generation.decoding_options import DecodingOptions
+from pasero_hf.generation.decoding_state import DecodingState
+from pasero_hf.generation.hypothesis import Hypothesis
+from pasero_hf.generation.model_info import ModelInfo
+
 __all__ = ["Hypothesis", "pasero_search", "beam_search", "sample", "score_targets"]
-
-
-@dataclass
-class Hypothesis:
-    """One decoding output.
-
-    Attributes:
-        tokens: generated ids: the forced prefix (if any), then the output, ending with EOS unless decoding hit the
-            `max_output_len` cap. The decoder start token is not included.
-        score: sum of the log-probabilities of `tokens` (higher is better).
-        normalized_score: `score / (len(tokens) + 1) ** len_penalty`, the key Pasero ranks n-best lists by.
-        pos_scores: log-probability of each token in `tokens`.
-        The three scores are None after greedy search with `return_scores=False`.
-        cross_attention: `(len(tokens), source_len)` cross-attention of the last decoder layer averaged over heads
-            (source padding removed); only when `output_attentions=True`.
-    """
-
-    tokens: list[int]
-    score: float | None
-    normalized_score: float | None
-    pos_scores: list[float] | None
-    cross_attention: Tensor | None = None
-
-
-@dataclass
-class _SpecialIds:
-    decoder_start: int
-    eos: int
-    pad: int
-
-
-def _special_ids(model: torch.nn.Module) -> _SpecialIds:
-    config = model.config
-    values = {
-        "decoder_start_token_id": getattr(config, "decoder_start_token_id", None),
-        "eos_token_id": getattr(config, "eos_token_id", None),
-        "pad_token_id": getattr(config, "pad_token_id", None),
-    }
-    generation_config = getattr(model, "generation_config", None)
-    for name, value in values.items():
-        if value is None and generation_config is not None:
-            values[name] = getattr(generation_config, name, None)
-    for name, value in values.items():
-        if isinstance(value, (list, tuple)):
-            if len(value) != 1:
-                raise ValueError(f"pasero_search supports a single {name}, the model config has {value}")
-            values[name] = value[0]
-        if values[name] is None:
-            raise ValueError(f"the model config has no {name}: pasero_search needs it")
-    return _SpecialIds(values["decoder_start_token_id"], values["eos_token_id"], values["pad_token_id"])
-
-
-def _decoder_max_len(model: torch.nn.Module) -> int | None:
-    """Longest decoder sequence the model's positions allow (Pasero caps the output there), if the config says."""
-    for name in ("max_target_positions", "decoder_max_len", "max_position_embeddings"):
-        value = getattr(model.config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def _decoder_prompt(
@@ -108,125 +52,6 @@ def _decoder_prompt(
             f"got {tuple(prefix.shape)}"
         )
     return torch.cat([start, prefix], dim=1)
-
-
-class _ReorderOnUpdateLayer(DynamicLayer):
-    """A self-attention cache layer whose beam reordering waits for the next `update`, which then builds the reordered
-    and extended keys and values in one copy (`DynamicLayer` makes two at every step: the reordered copy, then the
-    concatenation). Its `keys` and `values` are only up to date after `update`."""
-
-    def __init__(self):
-        super().__init__()
-        self._pending_rows: Tensor | None = None
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        if self.get_seq_length() == 0:
-            return
-        if self._pending_rows is not None:
-            beam_idx = self._pending_rows.index_select(0, beam_idx)
-        self._pending_rows = beam_idx
-
-    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
-        if self._pending_rows is None:
-            return super().update(key_states, value_states, *args, **kwargs)
-        self.keys = _select_and_append(self.keys, self._pending_rows, key_states)
-        self.values = _select_and_append(self.values, self._pending_rows, value_states)
-        self._pending_rows = None
-        return self.keys, self.values
-
-
-def _select_and_append(cached: Tensor, rows: Tensor, new: Tensor) -> Tensor:
-    """`torch.cat([cached[rows], new], dim=-2)` without the intermediate `cached[rows]`."""
-    length = cached.size(-2)
-    output = cached.new_empty(rows.numel(), *cached.shape[1:-2], length + new.size(-2), cached.size(-1))
-    torch.index_select(cached, 0, rows, out=output[..., :length, :])
-    output[..., length:, :] = new
-    return output
-
-
-class _DecodingState:
-    """The model, its cache and the inputs that follow the rows of the decoding batch (encoder states, source mask)."""
-
-    def __init__(self, model: torch.nn.Module, attention_mask: Tensor, model_kwargs: dict[str, Any] | None,
-                 output_attentions: bool):
-        self.model = model
-        self.attention_mask = attention_mask
-        self.model_kwargs = dict(model_kwargs or {})
-        self.output_attentions = output_attentions
-        self.encoder_hidden: Tensor | None = None
-        self.cache = None
-
-    def first_step(
-        self, input_ids: Tensor | None, decoder_input_ids: Tensor, encoder_outputs: BaseModelOutput | None
-    ):
-        """Runs the encoder (unless its outputs are given) and the whole decoder prompt, once per sentence."""
-        out = self.model(
-            input_ids=None if encoder_outputs is not None else input_ids,
-            encoder_outputs=encoder_outputs,
-            attention_mask=self.attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            cache=EncoderDecoderCache(Cache(layer_class_to_replicate=_ReorderOnUpdateLayer), DynamicCache()),
-            use_cache=True,
-            output_attentions=self.output_attentions,
-            return_dict=True,
-            **self.model_kwargs,
-        )
-        self.encoder_hidden = out.encoder_last_hidden_state
-        self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        if self.cache is None:
-            raise ValueError(f"{type(self.model).__name__} returned no cache with use_cache=True")
-        return out
-
-    def step(self, decoder_input_ids: Tensor):
-        out = self.model(
-            input_ids=None,
-            encoder_outputs=BaseModelOutput(last_hidden_state=self.encoder_hidden),
-            attention_mask=self.attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            cache=self.cache,
-            use_cache=True,
-            output_attentions=self.output_attentions,
-            return_dict=True,
-            **self.model_kwargs,
-        )
-        self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        return out
-
-    def select_rows(self, rows: Tensor, sentences: Tensor | None = None) -> None:
-        """Keeps (and duplicates) decoder rows: beam expansion, beam reordering and removal of finished sentences.
-
-        `rows` index the current decoder rows, and each new row belongs to the sentence of the row it copies;
-        `sentences` index the current sentences when some are removed (None: all stay). The beams of a sentence share
-        its encoder states and cross-attention keys and values: a model that takes them once per sentence
-        (`supports_shared_encoder_states`) keeps one copy, which changes only when sentences are removed; otherwise
-        they follow the rows, but need not move when beams are only reordered (moving them at every step would cost
-        as much as the decoder itself).
-        """
-        if not isinstance(self.cache, EncoderDecoderCache):
-            self._select_source_rows(rows, cache_too=True)
-        elif self.shares_source:
-            self.cache.self_attention_cache.reorder_cache(rows)
-            if sentences is not None:
-                self.cache.cross_attention_cache.reorder_cache(sentences)
-                self._select_source_rows(sentences, cache_too=False)
-        else:
-            self.cache.self_attention_cache.reorder_cache(rows)
-            if sentences is not None or rows.numel() != self.encoder_hidden.size(0):
-                self.cache.cross_attention_cache.reorder_cache(rows)
-                self._select_source_rows(rows, cache_too=False)
-
-    @property
-    def shares_source(self) -> bool:
-        """Whether the model takes one copy of the encoder states per sentence for all its beams."""
-        return isinstance(self.cache, EncoderDecoderCache) and getattr(
-            self.model, "supports_shared_encoder_states", False
-        )
-
-    def _select_source_rows(self, rows: Tensor, cache_too: bool) -> None:
-        if cache_too:
-            self.cache.reorder_cache(rows)
-        self.encoder_hidden = self.encoder_hidden.index_select(0, rows)
-        self.attention_mask = self.attention_mask.index_select(0, rows)
 
 
 def _last_layer_attention(out) -> Tensor:
@@ -280,7 +105,7 @@ def _output_len_cap(model: torch.nn.Module, prompt_len: int, max_output_len: int
     if max_output_len < 1:
         raise ValueError(f"max_output_len must be at least 1, got {max_output_len}")
     max_len = prompt_len + max_output_len
-    model_max = _decoder_max_len(model)
+    model_max = ModelInfo(model).max_decoder_len
     if model_max is not None:
         max_len = min(max_len, model_max)
     if max_len <= prompt_len:
@@ -309,7 +134,7 @@ def beam_search(
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-    ids = _special_ids(model)
+    ids = ModelInfo(model).special_ids()
     device = attention_mask.device
     batch_size = attention_mask.size(0)
     k = beam_size
@@ -318,7 +143,7 @@ def beam_search(
     max_len = _output_len_cap(model, prompt_len, max_output_len)
     source_masks = attention_mask.bool()
 
-    state = _DecodingState(model, attention_mask, model_kwargs, output_attentions)
+    state = DecodingState(model, attention_mask, model_kwargs, output_attentions)
     out = state.first_step(input_ids, prompt, encoder_outputs)
     # Pasero adds the prefix log-probabilities to each beam's score before the first choice
     prefix_scores = _prompt_scores(out.logits, prompt)
@@ -472,7 +297,7 @@ def sample(
         raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
     if not greedy and temperature <= 0:
         raise ValueError(f"sampling needs a positive temperature, got {temperature}")
-    ids = _special_ids(model)
+    ids = ModelInfo(model).special_ids()
     device = attention_mask.device
     batch_size = attention_mask.size(0)
     prompt = _decoder_prompt(prefix_ids, batch_size, ids.decoder_start, device)
@@ -480,7 +305,7 @@ def sample(
     max_len = _output_len_cap(model, prompt_len, max_output_len)
     source_masks = attention_mask.bool()
 
-    state = _DecodingState(model, attention_mask, model_kwargs, output_attentions)
+    state = DecodingState(model, attention_mask, model_kwargs, output_attentions)
     out = state.first_step(input_ids, prompt, encoder_outputs)
     if streamer is not None:
         streamer.put(prompt.cpu())
@@ -564,6 +389,7 @@ def pasero_search(
     model: torch.nn.Module,
     input_ids: Tensor | None,
     attention_mask: Tensor,
+    options: DecodingOptions | None = None,
     *,
     beam_size: int = 5,
     max_output_len: int = 100,
@@ -588,6 +414,8 @@ def pasero_search(
         model: any `transformers` encoder-decoder (in eval mode); its config gives the decoder start, EOS and
             padding ids and, if it says, the longest decoder sequence.
         input_ids, attention_mask: `(batch, source_len)` tokenized sources (either padding side).
+        options: the search options as one `DecodingOptions` (`TextGenerator`'s), instead of the keyword arguments
+            `beam_size` to `top_p`.
         beam_size: beam search with this many beams; 1 means greedy search. Ignored when `sampling`.
         max_output_len: at most this many generated tokens (EOS included, prefix excluded).
         len_penalty: exponent of the length normalization used to rank finished hypotheses.
@@ -611,6 +439,12 @@ def pasero_search(
     Returns:
         for each sentence, its hypotheses best first (by `normalized_score`).
     """
+    if options is not None:
+        return pasero_search(
+            model, input_ids, attention_mask, **options.search_kwargs(), repeat_penalty=repeat_penalty,
+            prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions, generator=generator,
+            encoder_outputs=encoder_outputs, return_scores=return_scores, streamer=streamer,
+        )
     if n_best < 1:
         raise ValueError(f"n_best must be at least 1, got {n_best}")
     if sampling or beam_size == 1:
@@ -651,7 +485,7 @@ def score_targets(
     """
     if len(target_ids) != input_ids.size(0):
         raise ValueError(f"{len(target_ids)} targets for {input_ids.size(0)} source sentences")
-    ids = _special_ids(model)
+    ids = ModelInfo(model).special_ids()
     targets = [torch.as_tensor(t, dtype=torch.long) for t in target_ids]
     if any(t.numel() == 0 for t in targets):
         raise ValueError("empty target: a target needs at least its EOS token")

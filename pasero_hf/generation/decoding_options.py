@@ -69,6 +69,19 @@ class DecodingOptions:
     seed: int | None = None
     search: str = "auto"
 
+    @property
+    def num_beams(self) -> int:
+        """Beams the search keeps: sampling draws one sample per output, whatever `beam_size` says."""
+        return 1 if self.sampling else self.beam_size
+
+    def search_kwargs(self) -> dict[str, Any]:
+        """These options as the keyword arguments of `beam_search.pasero_search`."""
+        return {
+            "beam_size": self.num_beams, "max_output_len": self.max_output_len, "len_penalty": self.len_penalty,
+            "n_best": self.n_best, "sampling": self.sampling, "temperature": self.temperature,
+            "top_k": self.sampling_topk, "top_p": self.sampling_topp,
+        }
+
     def replace(self, overrides: Mapping[str, Any], origin: str = "decoding options") -> DecodingOptions:
         """A validated copy with `overrides` applied (our names or Hugging Face aliases); unknown names are an error."""
         values = dataclasses.asdict(self)

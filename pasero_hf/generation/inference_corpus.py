@@ -3,21 +3,32 @@
 `get_inference_corpora` turns the `pasero-decode` file and language options into one `InferenceCorpus` per corpus:
 it fills the `{src}`, `{tgt}` and `{pair}` placeholders of file names and infers languages from file extensions.
 `read_lines` reads a text file line by line and reports invalid UTF-8 with the file name and line number;
-`read_pairs` reads a corpus' (source, reference) pairs; `resume_outputs` finds what an interrupted run completed.
+`read_pairs` reads a corpus' (source, reference) pairs; `decode_corpus` decodes a whole corpus with a `TextGenerator`,
+writing to `<output>.partial` until complete and resuming from what an interrupted run completed (`resume_outputs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from pasero_hf.generation.output_format import completed_outputs
+from tqdm.auto import tqdm
+
+from pasero_hf.generation.inputs import warn_truncated
+from pasero_hf.generation.output_format import completed_outputs, detok_of_entry, format_hypothesis
+from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
+
+if TYPE_CHECKING:
+    from pasero_hf.generation.text_generator import TextGenerator
+
+logger = logging.getLogger(__name__)
 
 # Extensions that name a language: "en", "fra", "eng_Latn", "zh-Hant"...
 _LANG_LIKE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?")
@@ -271,3 +282,99 @@ def resume_outputs(output_path: str, verbose: bool) -> list[str]:
             with open(path, encoding="utf-8", errors="replace", newline="") as file:
                 return completed_outputs(file, verbose)
     return []
+
+
+def decode_corpus(
+    generator: TextGenerator,
+    corpus: InferenceCorpus,
+    *,
+    buffer_size: int = 100,
+    continue_: bool = False,
+    verbose: bool = False,
+    bleu_tok: str | None = None,
+    teacher_forcing: bool = False,
+    return_layers: Sequence[str] = (),
+    progress: bool | None = None,
+    output_stream: TextIO | None = None,
+    metrics: Sequence[str] | None = None,
+    eval_lc: bool = False,
+    spbleu_model: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """`TextGenerator.decode_corpus` (see there); sets `generator.metrics`."""
+    if metrics is not None:
+        check_metrics(metrics, spbleu_model)  # before decoding anything
+    if buffer_size < 1:
+        raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+    if teacher_forcing and corpus.ref_path is None:
+        raise ValueError("teacher forcing needs a reference file (-r/--reference)")
+    if continue_ and not corpus.output_path:
+        raise ValueError("--continue needs an output file (-o/--output)")
+    generator.metrics = {}
+    pairs = read_pairs(corpus)
+    output_path = corpus.output_path if isinstance(corpus.output_path, str) else None
+    partial_path = partial_output_path(output_path) if output_path else None
+    done = resume_outputs(output_path, verbose) if continue_ else []
+    if output_path:
+        os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+
+    kept_refs: list[str] = []
+    hypotheses: list[str] = []
+    outputs: list[list[dict[str, Any]]] = []
+    truncated = 0
+    layers = list(return_layers) + ([generator.alignment_layer()] if verbose else [])
+    out_file = open(partial_path, "w", encoding="utf-8") if partial_path else None
+    sink = out_file if out_file else (output_stream or (sys.stdout if corpus.output_path is None else None))
+    try:
+        for entry in done:
+            pair = next(pairs, None)
+            if pair is None:
+                break
+            kept_refs.append(pair[1])
+            hypotheses.append(detok_of_entry(entry, verbose))
+            if sink:
+                sink.write(entry + "\n")
+        if done:
+            logger.warning("%s: %d lines already decoded, decoding the rest", output_path, len(done))
+        bar = tqdm(
+            desc=f"decoding {corpus.corpus_id}", unit=" lines", file=sys.stderr,
+            disable=(not progress) if progress is not None else (corpus.source_path is None),
+        )
+        line_id = len(hypotheses)
+        while buffer := list(itertools.islice(pairs, buffer_size)):
+            refs = [ref for _, ref in buffer]
+            nbests, count = generator.decode_counting_truncation(
+                [source for source, _ in buffer], source_lang=corpus.source_lang, target_lang=corpus.target_lang,
+                domain=corpus.domain, teacher_forcing=refs if teacher_forcing else None, return_scores=verbose,
+                return_layers=layers, options=options,
+            )
+            truncated += count
+            outputs += nbests
+            for nbest, ref in zip(nbests, refs):
+                hypotheses.append(nbest[0]["detok"])
+                if ref is not None:
+                    kept_refs.append(ref)
+                if sink:
+                    sink.write(format_hypothesis(nbest[0], line_id, verbose) + "\n")
+                line_id += 1
+            if sink:
+                sink.flush()
+            bar.update(len(buffer))
+        bar.close()
+    finally:
+        if out_file:
+            out_file.close()
+    if partial_path:
+        os.replace(partial_path, output_path)
+    warn_truncated(truncated)
+    if corpus.ref_path is not None and hypotheses:
+        generator.metrics = corpus_scores(
+            hypotheses, kept_refs, bleu_tok=bleu_tok or default_bleu_tok(corpus.target_lang),
+            metrics=DEFAULT_METRICS if metrics is None else metrics, lowercase=eval_lc, spbleu_model=spbleu_model)
+    return outputs
+
+
+def default_bleu_tok(target_lang: str | None) -> str:
+    """sacrebleu's tokenizer for a target language: 'zh' for Chinese (as Pasero), '13a' otherwise."""
+    lang = (target_lang or "").lower()
+    return "zh" if lang.startswith(("zh", "zho", "cmn")) else "13a"
