@@ -23,6 +23,7 @@ from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+from pasero_hf.models.pasero.configuration_pasero import adapter_name
 from pasero_hf.training import checkpoints
 from pasero_hf.training.artifacts import (
     configure_generation_defaults,
@@ -226,15 +227,11 @@ def adapter_names_for_data(keys: list[str], corpora) -> list[str]:
     """Adapters that `*_adapters_by` = `keys` selects for the training corpora (one per language, pair or domain)."""
     names: dict[str, None] = {}
     for corpus in corpora:
+        values = {"source_lang": [corpus.source_lang], "target_lang": [corpus.target_lang],
+                  "lang_pair": [corpus.source_lang, corpus.target_lang], "domain": [corpus.domain]}
         for key in keys:
-            if key == "source_lang":
-                names[f"lang:{corpus.source_lang}"] = None
-            elif key == "target_lang":
-                names[f"lang:{corpus.target_lang}"] = None
-            elif key == "lang_pair":
-                names[f"lang:{corpus.source_lang}->{corpus.target_lang}"] = None
-            elif key == "domain":
-                names[f"domain:{corpus.domain}"] = None
+            if key in values:
+                names[adapter_name(key, *values[key])] = None
     return list(names)
 
 

@@ -60,6 +60,14 @@ def check_adapter_name(name: str, where: str) -> None:
         )
 
 
+def adapter_name(key: str, *values: str) -> str:
+    """The adapter an `*_adapters_by` key selects for a batch: `source_lang`/`target_lang` -> 'lang:CODE',
+    `lang_pair` (source then target values) -> 'lang:SRC->TGT', `domain` -> 'domain:NAME'."""
+    if key == "domain":
+        return f"domain:{values[0]}"
+    return "lang:" + "->".join(values)
+
+
 @strict
 class PaseroConfig(PreTrainedConfig):
     r"""

@@ -27,7 +27,8 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
-from .configuration_pasero import PaseroConfig, check_adapter_name
+from .adapters_pasero import PaseroAdapter, PaseroAdapterControls, PaseroAdapterStack, init_adapter_projection
+from .configuration_pasero import PaseroConfig
 
 logger = logging.get_logger(__name__)
 
@@ -36,7 +37,6 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": lambda: nn.GELU(approximate="none"),
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
 }
-_KEEP = object()  # "leave this side's adapter selection as it is" in `set_active_adapters`
 
 
 def shift_tokens_right(labels: torch.LongTensor, pad_token_id: int, decoder_start_token_id: int) -> torch.LongTensor:
@@ -181,37 +181,6 @@ class PaseroAttention(nn.Module):
                 "have fewer key/value rows, and then a whole number of beams per source"
             )
         return query.unflatten(0, (-1, beams)).transpose(1, 2).flatten(2, 3)
-
-
-class PaseroAdapter(nn.Module):
-    """Residual bottleneck adapter: x + up(relu(down(layer_norm(x))))."""
-
-    def __init__(self, embed_dim: int, bottleneck_dim: int, zero_init: bool):
-        super().__init__()
-        self.layer_norm = nn.LayerNorm(embed_dim)
-        self.down = nn.Linear(embed_dim, bottleneck_dim)
-        self.up = nn.Linear(bottleneck_dim, embed_dim)
-        # transformers initializes leaf modules only, so the projections carry their adapter init rule themselves
-        self.down.adapter_init = "kaiming" if zero_init else "near_zero"
-        self.up.adapter_init = "zero" if zero_init else "near_zero"
-        self.activation = nn.ReLU()
-        for projection in (self.down, self.up):
-            init_adapter_projection(projection)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.activation(self.down(self.layer_norm(x))))
-
-
-def init_adapter_projection(projection: nn.Linear) -> None:
-    """Pasero's adapter init: identity adapters (kaiming down, zero up) or near-zero ones, so that a freshly added
-    adapter barely changes a trained model."""
-    if projection.adapter_init == "kaiming":
-        init.kaiming_uniform_(projection.weight, a=math.sqrt(5))
-    elif projection.adapter_init == "zero":
-        init.zeros_(projection.weight)
-    else:
-        init.uniform_(projection.weight, -1e-6, 1e-6)
-    init.zeros_(projection.bias)
 
 
 class _PaseroLayer(GradientCheckpointingLayer):
@@ -365,7 +334,7 @@ class PaseroPreTrainedModel(PreTrainedModel):
         return (model, info) if wants_info else model
 
 
-class _PaseroStack(nn.Module):
+class _PaseroStack(PaseroAdapterStack, nn.Module):
     """What the encoder and the decoder share: embeddings, positions, layers, adapter selection."""
 
     def __init__(self, config: PaseroConfig, side: str, embed_tokens: nn.Embedding, layer_class: type):
@@ -402,85 +371,6 @@ class _PaseroStack(nn.Module):
         self.layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps) if getattr(config, f"{side}_prenorm") else None
         self.active_adapters: list[str] | None = None  # None: chosen per batch / from the configuration
         self._warned_missing: set[str] = set()
-
-    # -- adapters --------------------------------------------------------------------------------------------
-    def adapter_layers(self) -> list[_PaseroLayer]:
-        if not getattr(self.config, f"{self.side}_adapter_dim"):
-            return []
-        layer_ids = getattr(self.config, f"{self.side}_adapter_layer_ids")
-        return [layer for idx, layer in enumerate(self.layers) if layer_ids is None or idx in layer_ids]
-
-    def adapter_names(self) -> list[str]:
-        """Names of the adapters this stack holds weights for."""
-        names: dict[str, None] = {}
-        for layer in self.adapter_layers():
-            names.update(dict.fromkeys(layer.adapters))
-        return list(names)
-
-    def add_adapters(self, names: Sequence[str]) -> None:
-        layers = self.adapter_layers()
-        if not layers:
-            raise ValueError(f"cannot add {self.side} adapters: PaseroConfig.{self.side}_adapter_dim is 0")
-        for name in names:
-            check_adapter_name(name, f"{self.side} adapter")
-            for layer in layers:
-                if name not in layer.adapters:
-                    layer.add_adapter(name)
-        configured = list(getattr(self.config, f"{self.side}_adapters") or [])
-        setattr(self.config, f"{self.side}_adapters", configured + [n for n in names if n not in configured])
-
-    def drop_adapters_missing_from(self, missing_keys: set[str]) -> None:
-        """Remove the adapters whose weights a checkpoint lacked (`missing_keys`), warning once per name."""
-        dropped: dict[str, list[int]] = {}
-        for idx, layer in enumerate(self.layers):
-            for name in list(layer.adapters):
-                key = f"{self.side}.layers.{idx}.adapters.{name}.down.weight"
-                if key in missing_keys or f"model.{key}" in missing_keys:
-                    del layer.adapters[name]
-                    dropped.setdefault(name, []).append(idx)
-        for name, layer_ids in dropped.items():
-            logger.warning(
-                f"{self.side} adapter '{name}' has no weights in the checkpoint (layers {layer_ids}): disabled"
-            )
-
-    def resolve_adapters(self, selectors: dict[str, str | None]) -> list[str]:
-        """Adapters to stack for this batch: the explicit selection, else the ones `*_adapters_by` picks from the
-        batch's languages/domain, else all the configured ones. Names without weights are skipped with a warning."""
-        if not getattr(self.config, f"{self.side}_adapter_dim"):
-            return []
-        if self.active_adapters is not None:
-            names = self.active_adapters
-        elif getattr(self.config, f"{self.side}_adapters_by"):
-            names = [self._adapter_for(key, selectors) for key in getattr(self.config, f"{self.side}_adapters_by")]
-        else:
-            names = getattr(self.config, f"{self.side}_adapters") or []
-        available = set(self.adapter_names())
-        for name in names:
-            if name not in available and name not in self._warned_missing:
-                self._warned_missing.add(name)
-                logger.warning(f"no weights for {self.side} adapter '{name}': it is disabled")
-        return [name for name in names if name in available]
-
-    def _adapter_for(self, key: str, selectors: dict[str, str | None]) -> str:
-        needed = ("source_lang", "target_lang") if key == "lang_pair" else (key,)
-        values = []
-        for name in needed:
-            value = selectors.get(name)
-            if isinstance(value, (list, tuple)):
-                if len(set(value)) != 1:
-                    raise ValueError(
-                        f"{self.side}_adapters_by={key!r} needs one {name} per batch, got {sorted(set(value))}"
-                    )
-                value = value[0]
-            if value is None:
-                raise ValueError(
-                    f"PaseroConfig.{self.side}_adapters_by includes {key!r}: pass `{name}=...` to forward/generate "
-                    "(or select adapters with `set_active_adapters`)"
-                )
-            values.append(value)
-        if key == "domain":
-            return f"domain:{values[0]}"
-        return "lang:" + "->".join(values)
 
     # -- embeddings ------------------------------------------------------------------------------------------
     def embed(
@@ -636,7 +526,7 @@ class PaseroDecoder(_PaseroStack):
         return _additive_mask(keep, x.dtype)
 
 
-class PaseroModel(PaseroPreTrainedModel):
+class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
     """The bare Pasero encoder-decoder, returning the decoder's last hidden states."""
 
     def __init__(self, config: PaseroConfig):
@@ -664,44 +554,6 @@ class PaseroModel(PaseroPreTrainedModel):
 
     def get_decoder(self) -> PaseroDecoder:
         return self.decoder
-
-    # -- adapters --------------------------------------------------------------------------------------------
-    def set_active_adapters(self, encoder=_KEEP, decoder=_KEEP) -> None:
-        """Choose the adapters to stack, in order, on each side: a list of names (an empty list disables them), or
-        None to go back to the automatic choice (`*_adapters_by` from the batch, else all configured adapters)."""
-        for stack, names in ((self.encoder, encoder), (self.decoder, decoder)):
-            if names is _KEEP:
-                continue
-            if names is not None:
-                names = [names] if isinstance(names, str) else list(names)
-                for name in names:
-                    check_adapter_name(name, f"set_active_adapters({stack.side}=...)")
-            stack.active_adapters = names
-
-    def add_adapters(self, names: Sequence[str], encoder: bool = True, decoder: bool = True) -> None:
-        """Add new, freshly initialized adapters (e.g. a new language pair) next to the existing ones."""
-        if isinstance(names, str):
-            names = [names]
-        for stack, wanted in ((self.encoder, encoder), (self.decoder, decoder)):
-            if wanted:
-                stack.add_adapters(list(names))
-
-    def adapter_names(self) -> dict[str, list[str]]:
-        """Adapters that have weights, per side."""
-        return {"encoder": self.encoder.adapter_names(), "decoder": self.decoder.adapter_names()}
-
-    def freeze_all_but_adapters(self, names: Sequence[str] | None = None) -> int:
-        """Train only adapter parameters (only those of `names` if given); returns the number of trainable ones."""
-        names = None if names is None else set([names] if isinstance(names, str) else names)
-        trainable = 0
-        for param_name, param in self.named_parameters():
-            parts = param_name.split(".")
-            is_adapter = "adapters" in parts and (names is None or parts[parts.index("adapters") + 1] in names)
-            param.requires_grad_(is_adapter)
-            trainable += param.numel() if is_adapter else 0
-        if trainable == 0:
-            raise ValueError(f"freeze_all_but_adapters: no adapter parameters match {sorted(names or ['*'])}")
-        return trainable
 
     def forward(
         self,
@@ -767,7 +619,7 @@ class PaseroModel(PaseroPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
+class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedModel, GenerationMixin):
     """Pasero encoder-decoder with its output projection, for training (cross-entropy on `labels`) and `generate`."""
 
     # The decoder accepts encoder states (and source mask) with one row per sentence for decoder inputs with several
@@ -796,23 +648,6 @@ class PaseroForConditionalGeneration(PaseroPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
-
-    def set_active_adapters(self, encoder=_KEEP, decoder=_KEEP) -> None:
-        """See `PaseroModel.set_active_adapters`."""
-        self.model.set_active_adapters(encoder=encoder, decoder=decoder)
-
-    def add_adapters(self, names: Sequence[str], encoder: bool = True, decoder: bool = True) -> None:
-        """See `PaseroModel.add_adapters`."""
-        self.model.add_adapters(names, encoder=encoder, decoder=decoder)
-
-    def adapter_names(self) -> dict[str, list[str]]:
-        """See `PaseroModel.adapter_names`."""
-        return self.model.adapter_names()
-
-    def freeze_all_but_adapters(self, names: Sequence[str] | None = None) -> int:
-        """See `PaseroModel.freeze_all_but_adapters`."""
-        self.lm_head.weight.requires_grad_(False)
-        return self.model.freeze_all_but_adapters(names)
 
     def forward(
         self,
