@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from pasero_hf.tokenization.file_utils import atomic_path
 
 
 def heatmap(
@@ -68,16 +69,6 @@ def heatmap(
 
 
 def _save_atomically(figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix or ".png"
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        figure.savefig(tmp, format=suffix.lstrip(".") or "png")
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates owner-only files; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=suffix) as tmp:
+        figure.savefig(tmp, format=suffix.lstrip("."))

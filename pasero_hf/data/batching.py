@@ -15,15 +15,19 @@ META_KEYS = ("source_lang", "target_lang", "domain")
 
 
 def cut_batches(
-    order: Sequence[int], cost: Sequence[int], batch_size: int, lines_per_batch: int | None = None
+    order: Sequence[int], cost: Sequence[int], batch_size: int, lines_per_batch: int | None = None,
+    oversized_alone: bool = False,
 ) -> list[list[int]]:
-    """Split `order` (indices into `cost`) into consecutive batches whose padded size is at most `batch_size`."""
+    """Split `order` (indices into `cost`) into consecutive batches whose padded size is at most `batch_size`.
+
+    An item costing more than `batch_size` is an error, or with `oversized_alone` (inference, which drops nothing) a
+    batch of its own."""
     batches: list[list[int]] = []
     batch: list[int] = []
     longest = 0
     for index in order:
         size = int(cost[index])
-        if size > batch_size:
+        if size > batch_size and not oversized_alone:
             raise ValueError(f"a pair of {size} tokens does not fit in batch_size={batch_size}")
         if batch and (max(longest, size) * (len(batch) + 1) > batch_size or
                       (lines_per_batch and len(batch) >= lines_per_batch)):
@@ -48,6 +52,15 @@ def length_sorted_batches(
     order = order[np.argsort(target_lens[order], kind="stable")]
     order = order[np.argsort(source_lens[order], kind="stable")]
     return cut_batches(order, np.maximum(source_lens, target_lens), batch_size, lines_per_batch)
+
+
+def truncate_keeping_eos(ids: list[int], limit: int, eos_id: int | None) -> list[int]:
+    """The first `limit` tokens of `ids`; the last one stays EOS if `ids` ends with one (as Pasero truncates)."""
+    if len(ids) <= limit:
+        return ids
+    if eos_id is not None and ids[-1] == eos_id:
+        return ids[: limit - 1] + [eos_id]
+    return ids[:limit]
 
 
 def _pad(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:

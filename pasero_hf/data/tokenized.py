@@ -21,10 +21,11 @@ from typing import Any
 
 import datasets
 
+from pasero_hf.data.batching import truncate_keeping_eos
 from pasero_hf.data.corpora import Corpus, corpus_stamp
 from pasero_hf.data.reading import CorpusFormatError, read_pairs
 from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
-from pasero_hf.tokenization.model_languages import ModelLanguages
+from pasero_hf.tokenization.model_languages import ModelLanguages, set_tokenizer_langs
 
 logger = logging.getLogger(__name__)
 
@@ -106,18 +107,10 @@ def _within_limits(batch: dict, limits: LengthLimits) -> list[bool]:
     return keep
 
 
-def _truncate_ids(ids: list[int], limit: int, eos_id: int | None) -> list[int]:
-    if len(ids) <= limit:
-        return ids
-    if eos_id is not None and ids[-1] == eos_id:  # keep the end-of-sequence marker, as Pasero does
-        return ids[: limit - 1] + [eos_id]
-    return ids[:limit]
-
-
 def _truncate(batch: dict, limits: LengthLimits, eos_id: int | None) -> dict:
     return {
-        "input_ids": [_truncate_ids(ids, limits.max_source_len, eos_id) for ids in batch["input_ids"]],
-        "labels": [_truncate_ids(ids, limits.max_target_len, eos_id) for ids in batch["labels"]],
+        "input_ids": [truncate_keeping_eos(ids, limits.max_source_len, eos_id) for ids in batch["input_ids"]],
+        "labels": [truncate_keeping_eos(ids, limits.max_target_len, eos_id) for ids in batch["labels"]],
     }
 
 
@@ -136,14 +129,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
                 hasher.update(path.name)
                 hasher.update(path.read_bytes())
     return hasher.hexdigest()
-
-
-def set_tokenizer_langs(tokenizer: Any, source_lang: str, target_lang: str) -> None:
-    """Point the tokenizer at this language pair when it handles languages itself."""
-    if hasattr(tokenizer, "src_lang"):
-        tokenizer.src_lang = source_lang
-    if hasattr(tokenizer, "tgt_lang"):
-        tokenizer.tgt_lang = target_lang
 
 
 def tokenize_corpus(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pasero_hf.data.batching import cut_batches
+
 
 def length_sorted_batches(
     lengths: Sequence[int], max_tokens: int, max_lines: int | None = None
@@ -15,18 +17,4 @@ def length_sorted_batches(
     Longest items come first, so that running out of memory happens on the first batch rather than the last.
     """
     order = sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    longest = 0
-    for index in order:
-        length = max(lengths[index], 1)
-        new_longest = max(longest, length)
-        full = max_lines is not None and len(batch) >= max_lines
-        if batch and (full or new_longest * (len(batch) + 1) > max_tokens):
-            batches.append(batch)
-            batch, new_longest = [], length
-        batch.append(index)
-        longest = new_longest
-    if batch:
-        batches.append(batch)
-    return batches
+    return cut_batches(order, [max(length, 1) for length in lengths], max_tokens, max_lines, oversized_alone=True)

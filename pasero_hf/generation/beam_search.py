@@ -32,6 +32,7 @@ from pasero_hf.generation.decoding_options import DecodingOptions
 from pasero_hf.generation.decoding_state import DecodingState
 from pasero_hf.generation.hypothesis import Hypothesis
 from pasero_hf.generation.model_info import ModelInfo
+from pasero_hf.models.pasero.modeling_pasero import shift_tokens_right
 
 __all__ = ["Hypothesis", "pasero_search", "beam_search", "sample", "score_targets"]
 
@@ -494,7 +495,7 @@ def score_targets(
     for i, t in enumerate(targets):
         labels[i, : t.numel()] = t
     labels = labels.to(input_ids.device)
-    decoder_input_ids = torch.cat([labels.new_full((labels.size(0), 1), ids.decoder_start), labels[:, :-1]], dim=1)
+    decoder_input_ids = shift_tokens_right(labels, ids.pad, ids.decoder_start)
     out = model(
         input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False,
         return_dict=True, **(model_kwargs or {}),

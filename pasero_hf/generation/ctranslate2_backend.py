@@ -91,7 +91,9 @@ class CTranslate2Backend:
                  threads: int | None = None):
         from transformers import AutoConfig, GenerationConfig
 
-        import pasero_hf.registration  # noqa: F401  (our model types in AutoConfig)
+        from pasero_hf.registration import register_all
+
+        register_all()  # our model types in AutoConfig
 
         ctranslate2 = import_ctranslate2()
         self.export_dir = Path(export_dir)

@@ -299,9 +299,9 @@ def decode_corpus(
     metrics: Sequence[str] | None = None,
     eval_lc: bool = False,
     spbleu_model: str | None = None,
-    options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> list[list[dict[str, Any]]]:
-    """`TextGenerator.decode_corpus` (see there); sets `generator.metrics`."""
+    """`TextGenerator.decode_corpus` (see there): `options` are `DecodingOptions` fields; sets `generator.metrics`."""
     if metrics is not None:
         check_metrics(metrics, spbleu_model)  # before decoding anything
     if buffer_size < 1:

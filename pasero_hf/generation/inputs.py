@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from pasero_hf.data.batching import truncate_keeping_eos
 from pasero_hf.generation.model_info import ModelInfo
 from pasero_hf.tokenization.model_languages import ModelLanguages
 
@@ -167,13 +168,6 @@ class InputEncoder:
         """Languages and domain, for models whose forward takes them (Pasero adapters)."""
         values = {"source_lang": source_lang, "target_lang": target_lang, "domain": domain}
         return {key: value for key, value in values.items() if value is not None and key in self.info.forward_params}
-
-
-def truncate_keeping_eos(ids: list[int], max_len: int, eos_id: int | None) -> list[int]:
-    """The first `max_len` tokens, the last one being EOS if the sequence ends with one."""
-    if eos_id is not None and ids and ids[-1] == eos_id:
-        return ids[: max_len - 1] + [eos_id]
-    return ids[:max_len]
 
 
 def warn_truncated(count: int) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
@@ -222,19 +222,9 @@ class TextGenerator:
         return hypotheses
 
     @torch.inference_mode()
-    def decode_counting_truncation(
-        self,
-        sentences: list[str],
-        *,
-        source_lang: str | None = None,
-        target_lang: str | None = None,
-        domain: str | None = None,
-        teacher_forcing: Sequence[str] | None = None,
-        return_scores: bool = False,
-        return_layers: Sequence[str] = (),
-        options: Mapping[str, Any] | None = None,
-        streamer=None,
-    ) -> tuple[list[list[Hypothesis]], int]:
+    def decode_counting_truncation(self, sentences: list[str], source_lang=None, target_lang=None, domain=None,
+                                   teacher_forcing=None, return_scores=False, return_layers=(), options=None,
+                                   streamer=None) -> tuple[list[list[Hypothesis]], int]:
         """`decode`, also returning how many sources were truncated instead of warning (callers warn once)."""
         decoding = self.options.replace(options, origin="decoding options") if options else self.options
         source_lang = self.inputs.check_language(source_lang, "source")
@@ -279,23 +269,7 @@ class TextGenerator:
 
     get_inference_corpus = staticmethod(get_inference_corpus)
 
-    def decode_corpus(
-        self,
-        corpus: InferenceCorpus,
-        *,
-        buffer_size: int = 100,
-        continue_: bool = False,
-        verbose: bool = False,
-        bleu_tok: str | None = None,
-        teacher_forcing: bool = False,
-        return_layers: Sequence[str] = (),
-        progress: bool | None = None,
-        output_stream: TextIO | None = None,
-        metrics: Sequence[str] | None = None,
-        eval_lc: bool = False,
-        spbleu_model: str | None = None,
-        **options: Any,
-    ) -> list[list[Hypothesis]]:
+    def decode_corpus(self, corpus: InferenceCorpus, **settings: Any) -> list[list[Hypothesis]]:
         """Decode a whole corpus; write outputs in input order; compute BLEU and chrF when it has a reference.
 
         Reads `buffer_size` lines at a time, decodes them in length-sorted batches and writes their outputs in input
@@ -306,15 +280,13 @@ class TextGenerator:
         `corpus.output_path`, else to `output_stream` or standard output (`output_path=False`: nowhere).
 
         `metrics` picks the scores (bleu, chrf, chrf++, spbleu with `spbleu_model`, len_ratio; default bleu and chrf);
-        `eval_lc` makes them case-insensitive.
+        `eval_lc` makes them case-insensitive. `teacher_forcing=True` scores the references instead; `return_layers`
+        as in `decode`; `progress` shows a bar (default: for files). Other keywords are `DecodingOptions` fields for
+        this call. The settings and their defaults: `pasero_hf.generation.inference_corpus.decode_corpus`.
 
         Returns the n-best lists of the lines decoded by this call.
         """
-        return inference_corpus.decode_corpus(
-            self, corpus, buffer_size=buffer_size, continue_=continue_, verbose=verbose, bleu_tok=bleu_tok,
-            teacher_forcing=teacher_forcing, return_layers=return_layers, progress=progress,
-            output_stream=output_stream, metrics=metrics, eval_lc=eval_lc, spbleu_model=spbleu_model, options=options,
-        )
+        return inference_corpus.decode_corpus(self, corpus, **settings)
 
 
 def _declared_languages(inference_yaml: Mapping[str, Any]) -> tuple[list[str], list[str]]:

@@ -193,11 +193,10 @@ class ModelLanguages:
         """Point `src_lang`/`tgt_lang` of the tokenizer at the model codes of these languages."""
         if self.family in ("marian", "t5"):
             return
-        convert = (lambda lang, side: self.model_code(lang, side)) if self.codes else (lambda lang, side: lang)
-        if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
-            tokenizer.tgt_lang = convert(target_lang, "target")
-        if source_lang is not None and hasattr(tokenizer, "src_lang"):
-            tokenizer.src_lang = convert(source_lang, "source")
+        if self.codes:
+            source_lang = None if source_lang is None else self.model_code(source_lang, "source")
+            target_lang = None if target_lang is None else self.model_code(target_lang, "target")
+        set_tokenizer_langs(tokenizer, source_lang, target_lang)
 
     def target_code_token(self, tokenizer: Any, target_lang: str) -> str:
         """The token forced after the decoder start token (`forces_target_code` families)."""
@@ -222,3 +221,11 @@ class ModelLanguages:
         if self.source_prefix is not None:
             content["source_prefix"] = self.source_prefix
         return content
+
+
+def set_tokenizer_langs(tokenizer: Any, source_lang: str | None, target_lang: str | None) -> None:
+    """Point a tokenizer that places language codes itself (`src_lang`/`tgt_lang`) at these codes (None: unchanged)."""
+    if target_lang is not None and hasattr(tokenizer, "tgt_lang"):
+        tokenizer.tgt_lang = target_lang
+    if source_lang is not None and hasattr(tokenizer, "src_lang"):
+        tokenizer.src_lang = source_lang

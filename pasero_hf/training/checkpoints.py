@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pasero_hf.tokenization.file_utils import write_text_atomically
+
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
@@ -90,9 +92,7 @@ def recover_directory(final: Path) -> None:
 
 
 def write_json_atomically(path: Path, content: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(content, indent=1))
 
 
 def log_state_file(rank: int) -> str:

@@ -25,6 +25,7 @@ from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.corpora import language_pairs
 from pasero_hf.metrics import check_metrics
 from pasero_hf.models.locate import looks_like_repo_id
+from pasero_hf.tokenization.file_utils import write_text_atomically
 from pasero_hf.training import pasero_options
 from pasero_hf.training.config_parsing import (
     Located,
@@ -315,10 +316,7 @@ class TrainingConfig:
 
 
 def write_yaml_atomically(path: str | os.PathLike, content: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, yaml.safe_dump(content, sort_keys=False, allow_unicode=True))
 
 
 def _apply_singular_aliases(options: Located) -> None:

@@ -78,7 +78,9 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
     )
 
-    import pasero_hf.registration  # noqa: F401  (Pasero and NLLB-MoE models in the Auto classes)
+    from pasero_hf.registration import register_all
+
+    register_all()  # Pasero and NLLB-MoE models in the Auto classes
 
     option = _option_name(config)
     try:

@@ -31,6 +31,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from pasero_hf.metrics import DEFAULT_METRICS, corpus_scores
 from pasero_hf.models.onednn import onednn_linear_layers
+from pasero_hf.models.pasero.modeling_pasero import shift_tokens_right
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback, format_value
 from pasero_hf.training.config import write_yaml_atomically
@@ -47,13 +48,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module"):
         model = model.module
     return model
-
-
-def _shift_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    shifted = labels.new_full(labels.shape, pad_token_id)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == IGNORE_INDEX, pad_token_id)
 
 
 class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
@@ -172,7 +166,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         model_inputs = self._model_inputs(inputs)
         if "decoder_input_ids" not in model_inputs:
             config = _unwrap(model).config
-            model_inputs["decoder_input_ids"] = _shift_right(labels, config.pad_token_id, config.decoder_start_token_id)
+            model_inputs["decoder_input_ids"] = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         outputs = model(**model_inputs)
         loss_sum, nll_sum, num_tokens = label_smoothed_nll_sum(outputs.logits, labels, self.label_smoothing)
         if model.training and num_items_in_batch is not None:
