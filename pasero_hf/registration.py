@@ -1,16 +1,9 @@
 """Registration of pasero-hf classes with the `transformers` Auto classes and pipeline registry: the one place.
 
-Each component has its own function; `register_all` runs them once (it is idempotent). It runs when the Auto classes
-are first imported (`register_when_auto_classes_load`, called by `import pasero_hf`), or when `pasero_hf.models` is
-imported, whichever comes first: a program that only tokenizes never imports torch or transformers.
+Each component has its own function; `register_all` runs them once (it is idempotent).
 """
 
-import importlib.abc
-import importlib.util
-import sys
-
 _registered = False
-_AUTO_PACKAGE = "transformers.models.auto"
 
 
 def _register_tokenizers() -> None:
@@ -69,32 +62,3 @@ def register_all() -> None:
     _register_pasero()
     _register_nllb_moe()
     _register_pipelines()
-
-
-class _RegisterAfterAutoImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: it wraps the loading of `transformers.models.auto` so that `register_all` runs as soon as
-    that package has been executed, then steps out of the import system."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _AUTO_PACKAGE:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        execute = spec.loader.exec_module
-
-        def exec_module(module):
-            execute(module)
-            register_all()
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def register_when_auto_classes_load() -> None:
-    """`register_all` now if the Auto classes are already imported, else right after they are."""
-    if _AUTO_PACKAGE in sys.modules:
-        register_all()
-    elif not any(isinstance(finder, _RegisterAfterAutoImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterAutoImport())
