@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from typing import Any
 
 import numpy as np
@@ -173,8 +174,6 @@ class Search:
         config.top_p = decoding.sampling_topp if decoding.sampling else None
         if config.pad_token_id is None:
             config.pad_token_id = self.tokenizer.pad_token_id
-        # the model's max_length never applies: max_new_tokens always wins (and generate need not warn about it)
-        config.max_length = None
         return config
 
     def _generate(self, encoder_out, attention_mask, prompt, model_kwargs, decoding, streamer) -> list[list[Hypothesis]]:
@@ -182,14 +181,15 @@ class Search:
         if decoding.max_output_len == 0:
             return [[Hypothesis([], None, None, None)] for _ in range(batch_size)]
         decoder_input_ids = torch.tensor([prompt] * batch_size, device=attention_mask.device)
-        sequences = self.model.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state),
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            generation_config=self.generation_config(decoding),
-            streamer=streamer,
-            **model_kwargs,
-        )
+        with _max_length_notice_silenced():
+            sequences = self.model.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state),
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                generation_config=self.generation_config(decoding),
+                streamer=streamer,
+                **model_kwargs,
+            )
         eos = self.tokenizer.eos_token_id
         generated = [_cut_at_eos(row[len(prompt):].tolist(), eos) for row in sequences]
         per_sentence = decoding.n_best
@@ -244,9 +244,10 @@ class Search:
         config.pad_token_id = pad
         config.return_dict_in_generate = True
         config.output_logits = True
-        out = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer
-        )
+        with _max_length_notice_silenced():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer
+            )
         transition = self.model.compute_transition_scores(
             out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True
         )
@@ -273,6 +274,24 @@ class Search:
                     hypothesis.layers = {request.name: attention for request in layers}
                 results[-1].append(hypothesis)
         return results
+
+
+class _DropMaxLengthNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "seem to have been set. `max_new_tokens` will take precedence" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _max_length_notice_silenced():
+    """While our `generate` call runs: it warns that `max_new_tokens` wins over the model's `max_length`, which for
+    us it always does (`max_output_len` is the option)."""
+    logger = logging.getLogger("transformers.generation.utils")
+    notice_filter = _DropMaxLengthNotice()
+    logger.addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice_filter)
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -147,3 +147,29 @@ def test_unknown_target_language_and_empty_input(pasero_tiny_dir, tmp_path):
     (tmp_path / "empty.en").write_text("", encoding="utf-8")
     result = pasero_decode(pasero_tiny_dir, "-i", tmp_path / "empty.en", "-t", "es", "--quiet")
     assert f"{tmp_path / 'empty.en'} is empty: nothing to decode" in result.stderr
+
+
+def test_interactive_commands_change_options_for_the_next_lines(nllb_generator, capsys, caplog):
+    """The CLI's line-by-line loop in this process: outputs appear per line, in Pasero's verbose format with -v; a
+    `!name=value` line changes an option for the lines after it, an invalid one is logged and changes nothing."""
+    from pasero_hf.cli.decode import decode_interactively
+    from pasero_hf.generation.inference_corpus import InferenceCorpus
+
+    corpus = InferenceCorpus(None, "eng_Latn", "spa_Latn")
+    lines = ["In the beginning.", "!max_output_len=2", "In the beginning.", "!n_best=9", "God said.", ""]
+    stream = io.BytesIO(("\n".join(lines) + "\n").encode("utf-8"))
+    decode_interactively(nllb_generator, corpus, verbose=True, stream=stream)
+    out = capsys.readouterr().out
+
+    def hypothesis(sentence, **options):
+        return nllb_generator.decode(sentence, source_lang="eng_Latn", target_lang="spa_Latn", **options)[0][0]
+
+    ids = [line.split("\t")[0].split("-")[1] for line in out.splitlines() if line.startswith("D-")]
+    detoks = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("D-")]
+    assert ids == ["0", "1", "2", "3"]
+    assert detoks == [hypothesis("In the beginning.")["detok"], hypothesis("In the beginning.", max_output_len=2)["detok"],
+                      hypothesis("God said.", max_output_len=2)["detok"], ""]
+    assert len(hypothesis("In the beginning.", max_output_len=2)["tokens"]) <= 2
+    assert out.startswith("S-0\t") and "\nA-0\t" in out  # verbose groups, with alignments
+    assert "decoding option max_output_len set to 2" in caplog.text
+    assert "n_best (9) cannot exceed beam_size (1)" in caplog.text
