@@ -25,22 +25,20 @@ Every error about the data (missing file, misaligned or empty corpus, undefined 
 is raised by these builders, before the first training step.
 """
 
-from pasero_hf.data.config import CorpusSpec, DataConfig
-from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
-from pasero_hf.data.corpora import Corpus, expand_corpora
-from pasero_hf.data.train_stream import TrainStream, build_train_dataset, data_loader_throughput
-from pasero_hf.data.valid import ValidSet, build_valid_datasets
+import importlib
 
-__all__ = [
-    "ConfigError",
-    "Corpus",
-    "CorpusSpec",
-    "DataConfig",
-    "TrainStream",
-    "ValidSet",
-    "build_train_dataset",
-    "build_valid_datasets",
-    "data_loader_throughput",
-    "dataclass_from_dict",
-    "expand_corpora",
-]
+# Names load on first access: the inference side imports `pasero_hf.data.batching` alone, without `datasets`.
+_EXPORTS = {
+    "CorpusSpec": "config", "DataConfig": "config",
+    "ConfigError": "config_parsing", "dataclass_from_dict": "config_parsing",
+    "Corpus": "corpora", "expand_corpora": "corpora",
+    "TrainStream": "train_stream", "build_train_dataset": "train_stream", "data_loader_throughput": "train_stream",
+    "ValidSet": "valid", "build_valid_datasets": "valid",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
