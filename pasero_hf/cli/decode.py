@@ -4,6 +4,7 @@ Examples:
     pasero-decode models/bible-en-es -i test.en -r test.es -o test.out.es
     pasero-decode models/nllb -l eng_Latn-spa_Latn eng_Latn-fra_Latn -e data/flores/dev -o dev.{pair}.out
     pasero-decode models/bible-en-es -s en -t es --buffer-size 1        # interactive, line by line
+    pasero-decode models/whisper-st -i clips.tsv --task translate -s fr -t en   # audio: a manifest or audio files
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     langs.add_argument("-t", "--target-lang", nargs="+", metavar="LANG", help="target language(s)")
     langs.add_argument("-l", "--lang-pairs", nargs="+", metavar="SRC-TGT", help="language pairs, e.g. en-fr de-fr")
     langs.add_argument("--domain", help="domain of the inputs (selects domain adapters)")
+    langs.add_argument("--task", choices=("translate", "transcribe"),
+                       help="speech models (Whisper), audio inputs (-i clips.tsv or a.wav b.flac c.mp3): translate or "
+                       "transcribe the speech of -s LANG (default: transcribe when -t is -s or not given)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--buffer-size", type=int, default=100,
                           help="lines read at once, then sorted by length and batched (1: interactive, line by line; "
@@ -122,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code, onednn=args.onednn, backend=args.backend,
         quantization=args.quantization, **options,
     )
+    if generator.feature_extractor is not None or args.task:  # audio in: files, manifests or datasets
+        from pasero_hf.generation.audio_inputs import decode_audio_files
+
+        return decode_audio_files(generator, args)
     corpora = get_inference_corpora(
         inputs=args.input,
         refs=args.reference,

@@ -42,6 +42,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
+from pasero_hf.generation.audio_inputs import decode_audio, is_speech_model, load_feature_extractor
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.ctranslate2_backend import load_backend
 from pasero_hf.generation.decoding_options import (
@@ -134,6 +135,7 @@ class TextGenerator:
         # how the model family marks languages (NLLB/M2M100/mBART codes, Marian >>xx<<, T5 task prefix)
         self.languages = languages or ModelLanguages.for_tokenizer(tokenizer, getattr(model.config, "model_type", None))
         self.target_code_in_source = False  # prefix sources with the target language code (inference.yaml lang_code)
+        self.feature_extractor = None  # speech models (Whisper): turns audio into the encoder's input features
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
@@ -173,6 +175,8 @@ class TextGenerator:
         else:
             config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
             model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+            if is_speech_model(config):  # Whisper: audio in (decode_audio), text out
+                from transformers import AutoModelForSpeechSeq2Seq as model_class
             if getattr(config, "model_type", None) == "nllb-moe":
                 # transformers' NllbMoe routes every token to experts 0 and 1 and cannot take precomputed encoder
                 # outputs: our class loads the same checkpoint with correct top-2 routing
@@ -206,6 +210,8 @@ class TextGenerator:
                                                  source_prefix=inference_yaml.get("source_prefix"))
         generator = cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs,
                         onednn=onednn, languages=languages, backend=engine)
+        if is_speech_model(model.config):
+            generator.feature_extractor = load_feature_extractor(model_dir)
         # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
         generator.target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
         return generator
@@ -261,6 +267,13 @@ class TextGenerator:
         )
         self._warn_truncated(truncated)
         return hypotheses
+
+    def decode_audio(self, *audio, source_lang: str | None = None, target_lang: str | None = None,
+                     task: str | None = None, **options: Any) -> list[list[Hypothesis]]:
+        """Translate or transcribe audio with a speech model (Whisper): `audio` are files (wav, flac, ogg, mp3),
+        manifests or `Utterance`s; `task` "translate" or "transcribe" (default: transcribe when `target_lang` is
+        `source_lang` or not given). See `pasero_hf.generation.audio_inputs`."""
+        return decode_audio(self, audio, source_lang=source_lang, target_lang=target_lang, task=task, **options)
 
     @torch.inference_mode()
     def _decode(

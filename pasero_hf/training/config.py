@@ -191,9 +191,28 @@ class OptimizationOptions:
 
 
 @dataclass
+class SpeechOptions:
+    """Speech translation and transcription (`task: st`): a Whisper checkpoint (`model`) fine-tuned on audio."""
+
+    train_audio: list[str] = _option(
+        [], "st: training utterances: manifests (.tsv with a header line, .jsonl; columns audio, text, source_lang, "
+        "target_lang) or `datasets` directories with an Audio column (paths relative to data_dir)")
+    valid_audio: list[str] = _option([], "st: validation utterances (same formats)")
+    audio_column: str = _option("audio", "st: audio column of `datasets` directories")
+    text_column: str = _option("text", "st: text column of `datasets` directories")
+    utterances_per_batch: int = _option(8, "st: utterances per training batch")
+
+    def __post_init__(self) -> None:
+        if self.utterances_per_batch < 1:
+            raise ConfigError(f"utterances_per_batch: must be >= 1, got {self.utterances_per_batch}")
+
+
+@dataclass
 class RunOptions:
     """Where checkpoints go, how training resumes, validation and logging."""
 
+    task: Literal["mt", "lm", "dialogue", "st"] = _option(
+        "mt", "mt, lm, dialogue or st (speech translation/transcription with Whisper: see train_audio)")
     model_dir: str | None = _option(None, "directory of checkpoints, logs, training.yaml and inference.yaml")
     ckpt: str | None = _option(None, "initialize the weights from this checkpoint directory (weights only)")
     continue_: bool = _option(False, "with --ckpt: also restore its optimizer, scheduler and step")
@@ -211,10 +230,11 @@ class RunOptions:
         None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
               "training)")
     patience: int | None = _option(None, "stop after this many validations without improvement")
-    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "loss"] = _option(
+    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "wer", "loss"] = _option(
         "chrf", "validation metric that selects model_best and drives early stopping (loss or one of metrics)")
     metrics: list[str] = _option(
-        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio")
+        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio; st: transcripts "
+        "are scored with wer")
     eval_lc: bool = _option(False, "case-insensitive validation scores")
     spbleu_model: str | None = _option(
         None, "FLORES-200 SentencePiece model of the spbleu metric (flores200_sacrebleu_tokenizer_spm.model)")
@@ -250,7 +270,7 @@ class RunOptions:
             check_metrics(self.metrics, self.spbleu_model)
         except ValueError as error:
             raise ConfigError(f"metrics: {error}") from None
-        if self.early_stopping_metric not in ("loss", *self.metrics):
+        if self.early_stopping_metric not in ("loss", "wer", *self.metrics):
             raise ConfigError(f"early_stopping_metric: {self.early_stopping_metric!r} is not computed: add it to "
                               f"metrics (now {self.metrics})")
         if self.continue_ and not self.ckpt:
@@ -265,6 +285,7 @@ class TrainingConfig:
     tokenization: TokenizationOptions = field(default_factory=TokenizationOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     pretrained: PretrainedOptions = field(default_factory=PretrainedOptions)
+    speech: SpeechOptions = field(default_factory=SpeechOptions)
     optimization: OptimizationOptions = field(default_factory=OptimizationOptions)
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
@@ -385,6 +406,7 @@ __all__ = [
     "OptimizationOptions",
     "PretrainedOptions",
     "RunOptions",
+    "SpeechOptions",
     "TokenizationOptions",
     "TrainingConfig",
     "argument_parser",

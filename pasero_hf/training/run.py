@@ -22,6 +22,7 @@ from transformers import set_seed
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
+from pasero_hf.metrics import LOWER_IS_BETTER
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.training import checkpoints
 from pasero_hf.training.artifacts import (
@@ -106,7 +107,7 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         save_steps=run.save_interval,
         save_total_limit=None,  # rotation happens once a checkpoint is complete (PaseroSeq2SeqTrainer)
         metric_for_best_model=metric,
-        greater_is_better=metric != "loss",
+        greater_is_better=metric not in LOWER_IS_BETTER,
         seed=config.data.seed,
         ignore_data_skip=True,  # the stream restores its own position
         remove_unused_columns=False,
@@ -324,6 +325,12 @@ def train(config: TrainingConfig) -> TrainingResult:
         if isinstance(error, ConfigError):
             raise
         raise SetupError(str(error)) from error
+    return finish_training(config, trainer, stop, resume)
+
+
+def finish_training(config: TrainingConfig, trainer: PaseroSeq2SeqTrainer, stop: StopCallback,
+                    resume: Path | None) -> TrainingResult:
+    """Train from `resume` (or the start) to the end, save the final checkpoint (and model_average if asked)."""
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.save_final_checkpoint()
     model_dir = config.model_dir
@@ -341,6 +348,10 @@ def train(config: TrainingConfig) -> TrainingResult:
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
+    if config.run.task == "st":  # speech: Whisper on audio manifests, the same trainer, resume and validation
+        from pasero_hf.training.speech import prepare_speech_trainer
+
+        return prepare_speech_trainer(config)
     check_inputs(config)  # configuration and data problems stop the run before anything is written
     world_size = world_size_from_env()
     pretrained_name = pretrained_model_name(config)
