@@ -52,7 +52,7 @@ def speak(text: str, lang: str, path: Path, rate: int = 16000, channels: int = 1
     """`text` spoken by espeak-ng in `lang`, converted by sox to `path` (format from its extension)."""
     require_tools()
     raw = path.with_name(f".{path.stem}.espeak.wav")
-    subprocess.run(["espeak-ng", "-v", lang, "-s", "190", "-w", str(raw), text], check=True, capture_output=True)
+    subprocess.run(["espeak-ng", "-v", lang, "-s", "230", "-w", str(raw), text], check=True, capture_output=True)
     subprocess.run(["sox", str(raw), "-r", str(rate), "-c", str(channels), str(path)], check=True, capture_output=True)
     raw.unlink()
     return path

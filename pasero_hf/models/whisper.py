@@ -69,7 +69,7 @@ def offline_whisper_tokenizer(texts: list[str] = (), merges: int = 200):
     return tokenizer
 
 
-def tiny_random_whisper(tokenizer, chunk_length: int = 4, d_model: int = 64, layers: int = 2, seed: int = 0):
+def tiny_random_whisper(tokenizer, chunk_length: int = 2, d_model: int = 64, layers: int = 1, seed: int = 0):
     """(model, feature_extractor): a randomly initialised Whisper with a `chunk_length`-second window (80 mel bins,
     `chunk_length * 50` encoder positions) and generation settings filled from `tokenizer`."""
     import torch

@@ -33,7 +33,7 @@ PASERO_DEFAULTS: dict[str, Any] = {
     'dp_size': None, 'tp_size': 1, 'start_rank': 0, 'distributed_init_method': None, 'sequence_parallel': True,
     'fsdp': False, 'find_unused_parameters': False, 'amp': False, 'flat_fp16': False, 'memory_efficient_fp16': True,
     'optimizer_states_as_fp32': True, 'tracker': 'none', 'tracker_project_name': None, 'tracker_run_name': None,
-    'log_file': None, 'verbose': False, 'debug': False, 'benchmark': False, 'task': 'translation',
+    'log_file': None, 'verbose': False, 'debug': False, 'benchmark': False,
     'dataset_type': 'dynamic', 'per_gpu_batching': False, 'batch_size_multiple': None, 'block_size': 256,
     'cache_data': False, 'max_cache_size': 128, 'store_files_under': 134217728, 'close_files': False,
     'line_index_path': None, 'reset_line_index': False, 'cache_line_index': True, 'num_workers': 4,
@@ -56,6 +56,9 @@ PASERO_DEFAULTS: dict[str, Any] = {
     'parallel_attention': False, 'rms_norm': False, 'shared_norm': False, 'padding_idx': 1, 'bos_idx': 2,
     'eos_idx': 2, 'unk_idx': 3, 'max_doc_size': 1, 'sent_merge_prob': 0.0, 'sent_sep': '<sep>',
 }
+
+# Pasero's task names -> ours (`task` option)
+PASERO_TASK_NAMES = {"translation": "mt", "speech_translation": "st", "language_modeling": "lm"}
 
 # other values accepted: what this implementation does anyway
 ACCEPTED_VALUES: dict[str, tuple[Any, ...]] = {"dp_size": (1,), "log_file": ("train.log",)}
@@ -91,7 +94,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "debug": ("bool", "use --dry-run to check the configuration and data"),
     "benchmark": ("bool", "see benchmarks/ for throughput measurements"),
     # tasks and data pipeline
-    "task": ("value", "only the 'translation' task is implemented"),
     "dataset_type": ("value", _DATA_PIPELINE),
     "per_gpu_batching": ("bool", "each rank takes every world_size-th batch of one global stream"),
     "batch_size_multiple": ("value", "batches are cut by batch_size tokens (and lines_per_batch)"),
@@ -206,6 +208,8 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
             if accepted(key, value):
                 continue
             raise ConfigError(f"{origin}: {unsupported_message(key, value)}")
+        if key == "task":
+            value = PASERO_TASK_NAMES.get(value, value)
         translated.append((RENAMED.get(key, key), value, origin))
     return translated
 

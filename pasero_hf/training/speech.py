@@ -45,6 +45,7 @@ from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter
 logger = logging.getLogger("pasero_hf.training")
 
 STATE_VERSION = 1
+FEATURE_CACHE_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -68,6 +69,9 @@ class SpeechBatches:
     def __init__(self, utterances: list[Utterance], processor, max_target_len: int):
         self.utterances = utterances
         self.features = features_dataset(utterances, processor.feature_extractor)
+        self._cache: dict[int, np.ndarray] = {}
+        extractor = processor.feature_extractor
+        self._cacheable = extractor.feature_size * extractor.nb_max_frames * 4 * len(utterances) <= FEATURE_CACHE_BYTES
         tokenizer = processor.tokenizer
         vocab = tokenizer.get_vocab()
         self.pad_id = vocab[END]
@@ -84,8 +88,17 @@ class SpeechBatches:
             ids = (ids + [self.pad_id])[: max_target_len - len(prompt) + 1]
             self.targets.append((prompt, ids))
 
+    def _features(self, indices: list[int]) -> np.ndarray:
+        if not self._cacheable:
+            return np.asarray(self.features[indices]["input_features"], dtype=np.float32)
+        # a corpus whose features fit in FEATURE_CACHE_BYTES keeps them after the first epoch (no re-decoding)
+        missing = [i for i in indices if i not in self._cache]
+        if missing:
+            self._cache.update(zip(missing, np.asarray(self.features[missing]["input_features"], dtype=np.float32)))
+        return np.stack([self._cache[i] for i in indices])
+
     def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        features = torch.as_tensor(np.asarray(self.features[indices]["input_features"]), dtype=torch.float32)
+        features = torch.from_numpy(self._features(indices))
         length = max(len(self.targets[i][0]) + len(self.targets[i][1]) - 1 for i in indices)
         decoder_input_ids = torch.full((len(indices), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(indices), length), IGNORE_INDEX, dtype=torch.long)
