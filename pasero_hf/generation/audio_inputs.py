@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from pasero_hf.data.audio import Utterance, check_utterances, features_dataset, read_audio_inputs
+from pasero_hf.models.whisper import fill_generation_config
 
 TASKS = ("translate", "transcribe")
 DEFAULT_LINES_PER_BATCH = 16
@@ -47,6 +48,8 @@ def generate_texts(model, tokenizer, feature_extractor, utterances: Sequence[Utt
     """The model's output text for each utterance (its own `source_lang`, and `task` or the task its languages
     imply), in order. Every file is checked (missing, empty, corrupt, longer than the window) before decoding."""
     check_utterances(list(utterances), feature_extractor)
+    if not getattr(model.generation_config, "lang_to_id", None):  # a Whisper saved without its language table
+        fill_generation_config(model, tokenizer)
     groups: dict[tuple, list[int]] = {}
     for index, utterance in enumerate(utterances):
         key = (utterance.source_lang, resolve_task(task, utterance.source_lang, utterance.target_lang))

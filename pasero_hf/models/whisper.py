@@ -42,9 +42,10 @@ def fill_generation_config(model, tokenizer) -> None:
     config.eos_token_id = vocab[END]
     config.pad_token_id = vocab[END]
     config.forced_decoder_ids = None
-    for name in ("suppress_tokens", "begin_suppress_tokens"):
-        if getattr(config, name, None) is None:
-            setattr(config, name, [])
+    for name in ("suppress_tokens", "begin_suppress_tokens"):  # WhisperConfig's defaults are ids of the real vocabulary
+        setattr(config, name, [i for i in getattr(config, name, None) or [] if i < len(tokenizer)])
+    # a generation config marked as derived from the model's config loses these entries when it is reloaded
+    config._from_model_config = False
 
 
 def offline_whisper_tokenizer(texts: list[str] = (), merges: int = 200):
