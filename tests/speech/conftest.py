@@ -41,6 +41,12 @@ def trained_speech_run(tmp_path_factory, speech_dir, tiny_whisper_dir, repo_root
     return model_dir, first, second
 
 
-def sox(*args) -> None:
-    assert shutil.which("sox"), "sox is installed by scripts/system-deps.sh"
-    subprocess.run(["sox", *map(str, args)], check=True, capture_output=True)
+@pytest.fixture(scope="session")
+def sox():
+    """Runs Debian's sox (installed by scripts/system-deps.sh)."""
+    assert shutil.which("sox"), "sox is installed by `make test` (scripts/system-packages.txt)"
+
+    def run(*args) -> None:
+        subprocess.run(["sox", *map(str, args)], check=True, capture_output=True)
+
+    return run
