@@ -282,9 +282,9 @@ def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
     """The Whisper model of `model` (weights of `--ckpt` on top when both are given), LoRA-wrapped if asked."""
     from transformers import AutoModelForSpeechSeq2Seq
 
+    from pasero_hf.training.preflight import initial_checkpoint
     from pasero_hf.training.pretrained import apply_lora
     from pasero_hf.training.run import load_initial_weights
-    from pasero_hf.training.preflight import initial_checkpoint
 
     model = AutoModelForSpeechSeq2Seq.from_pretrained(speech_model_dir(config), **(
         {"dtype": torch.float32}))

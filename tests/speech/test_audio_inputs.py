@@ -18,7 +18,6 @@ from pasero_hf.data.audio import (
 )
 
 
-
 @pytest.fixture(scope="session")
 def feature_extractor(tiny_whisper_dir):
     from transformers import AutoFeatureExtractor
