@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "-h" in argv or "--help" in argv:
             argument_parser(prog="pasero-train").parse_args(["--help"])
         config = load_training_config(argv)
+        if config.run.dry_run and config.run.task == "st":  # speech: manifests and every audio file checked
+            from pasero_hf.training.speech import speech_dry_run_report
+
+            if _rank() == 0:
+                print(speech_dry_run_report(config))
+            return 0
         if config.run.dry_run:
             from pasero_hf.training.preflight import check_inputs, dry_run_report
 

@@ -9,6 +9,7 @@ language and task, `lines_per_batch` (default 16) at a time, and returned in inp
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +17,20 @@ from typing import Any
 import torch
 
 from pasero_hf.data.audio import Utterance, check_utterances, features_dataset, read_audio_inputs
-from pasero_hf.models.whisper import fill_generation_config
 
 TASKS = ("translate", "transcribe")
+
+
+class _DropWhisperKwargsNotice(logging.Filter):
+    """Whisper's own `generate` passes its suppress-token settings next to a generation config, which transformers
+    then warns about on every first call: nothing a user can change."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "together with generation-related arguments=({'" not in record.getMessage() or "suppress_tokens" not in \
+            record.getMessage()
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_DropWhisperKwargsNotice())
 DEFAULT_LINES_PER_BATCH = 16
 
 
@@ -49,6 +61,8 @@ def generate_texts(model, tokenizer, feature_extractor, utterances: Sequence[Utt
     imply), in order. Every file is checked (missing, empty, corrupt, longer than the window) before decoding."""
     check_utterances(list(utterances), feature_extractor)
     if not getattr(model.generation_config, "lang_to_id", None):  # a Whisper saved without its language table
+        from pasero_hf.models.whisper import fill_generation_config
+
         fill_generation_config(model, tokenizer)
     groups: dict[tuple, list[int]] = {}
     for index, utterance in enumerate(utterances):

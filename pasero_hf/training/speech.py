@@ -349,6 +349,20 @@ def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, mo
     return trainer, stop, resume
 
 
+def speech_dry_run_report(config: TrainingConfig) -> str:
+    """`--dry-run` with task st: every manifest and audio file checked; one line per set."""
+    processor = load_processor(config)
+    data = build_speech_data(config, processor)
+    lines = [f"model: {speech_model_dir(config)} (window {processor.feature_extractor.chunk_length} s)"]
+    train = data.train.batches.utterances
+    lines.append(f"train: {len(train)} utterances, {', '.join(f'{s}-{t}' for s, t in data.lang_pairs)}, "
+                 f"{sum(check_utterances(train, processor.feature_extractor)) / 60:.1f} min of audio")
+    for name, valid_set in data.valid.items():
+        lines.append(f"valid {name}: {len(valid_set.sources)} utterances, {valid_set.corpus.task}, "
+                     f"metrics {', '.join(valid_set.metrics)}")
+    return "\n".join(lines)
+
+
 def prepare_speech_trainer(config: TrainingConfig):
     """What `pasero-train --task st` runs before the first step (the steps of the module docstring)."""
     from pasero_hf.training.run import check_model_dir, resume_checkpoint, setup_logging, world_size_from_env
