@@ -58,7 +58,8 @@ PASERO_DEFAULTS: dict[str, Any] = {
 }
 
 # Pasero's task names -> ours (`task` option)
-PASERO_TASK_NAMES = {"translation": "mt", "speech_translation": "st", "language_modeling": "lm"}
+PASERO_TASK_NAMES = {"translation": "mt", "speech_translation": "st", "language_modeling": "lm", "dialogue": "dialogue"}
+TASKS = ("mt", "lm", "dialogue", "st")
 
 # other values accepted: what this implementation does anyway
 ACCEPTED_VALUES: dict[str, tuple[Any, ...]] = {"dp_size": (1,), "log_file": ("train.log",)}
@@ -210,6 +211,9 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
             raise ConfigError(f"{origin}: {unsupported_message(key, value)}")
         if key == "task":
             value = PASERO_TASK_NAMES.get(value, value)
+            if value not in TASKS:
+                raise ConfigError(f"{origin}: option 'task' (Pasero) is not supported with value {value!r}: tasks "
+                                  f"are {', '.join(TASKS)} (Pasero's {', '.join(PASERO_TASK_NAMES)})")
         translated.append((RENAMED.get(key, key), value, origin))
     return translated
 
