@@ -11,8 +11,8 @@ from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
 MODULES = ("bleu", "chrf", "len_ratio", "wer")  # evaluate modules in this directory
-METRIC_NAMES = ("bleu", "chrf", "chrf++", "spbleu", "len_ratio", "wer")
-LOWER_IS_BETTER = ("loss", "wer")  # the other metrics: higher is better  # what corpus_scores computes
+METRIC_NAMES = ("bleu", "chrf", "chrf++", "spbleu", "len_ratio", "wer")  # what corpus_scores computes
+LOWER_IS_BETTER = ("loss", "wer")  # the other metrics: higher is better
 DEFAULT_METRICS = ("bleu", "chrf")
 
 
