@@ -2,10 +2,13 @@
 learns them by heart; the saved model transcribes and translates them back through TextGenerator and pasero-decode;
 the run resumes from its checkpoint."""
 
+import pytest
 import yaml
 
 from pasero_hf.cli.decode import main as decode_main
 from pasero_hf.data.audio import read_manifest
+
+pytestmark = pytest.mark.slow  # one short training run (about 40 s on 2 idle cores), shared by the tests below
 
 
 def test_training_resumes_and_validates_with_wer_bleu_chrf(trained_speech_run):
