@@ -109,6 +109,7 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         greater_is_better=metric != "loss",
         seed=config.data.seed,
         ignore_data_skip=True,  # the stream restores its own position
+        restore_callback_states_from_checkpoint=True,  # the patience counter continues after a resume
         remove_unused_columns=False,
         dataloader_num_workers=run.dataloader_workers,
         dataloader_pin_memory=run.dataloader_pin_memory,
