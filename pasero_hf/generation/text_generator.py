@@ -343,7 +343,13 @@ class TextGenerator:
                 raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
             return self._decode_prompts(sources, decoding, return_scores, streamer)
         if self.backend is not None:
-            return self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
+            results = self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
+            if streamer is not None:  # the engine returns whole hypotheses: the stream gets the tokens at the end
+                streamer.put(torch.tensor([prompt]))
+                for token in self.tokenizer.convert_tokens_to_ids(results[0][0]["tokens"]):  # EOS included
+                    streamer.put(torch.tensor([token]))
+                streamer.end()
+            return results
         input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
         use_pasero_search = targets is None and self._use_pasero_search(decoding)
         # pasero_search runs the encoder itself: ours is only needed for generate, teacher forcing or layers
