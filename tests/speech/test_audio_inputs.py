@@ -145,3 +145,22 @@ def test_decoding_a_text_model_with_audio_is_an_error(fixtures_dir, speech_dir, 
                                                                         tmp_path / "tiny"))
     with pytest.raises(ValueError, match="this model takes text, not audio"):
         generator.decode_audio(str(speech_dir / "clips" / "en-ate.wav"), source_lang="en")
+
+
+def test_dry_run_checks_jsonl_manifests_and_reports_the_sets(tmp_path, speech_dir, tiny_whisper_dir, repo_root,
+                                                             capsys):
+    from pasero_hf.cli.train import main
+
+    rows = [{"audio": str(u.audio), "text": u.text, "source_lang": u.source_lang}
+            for u in read_manifest(speech_dir / "transcribe.tsv")]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    argv = ["-c", str(repo_root / "recipes/configs/speech-sample.yaml"), "--data-dir", str(speech_dir),
+            "--model", str(tiny_whisper_dir), "--model-dir", str(tmp_path / "run"),
+            "--train-audio", str(tmp_path / "train.jsonl"), "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"train: {len(rows)} utterances, de-de, en-en, es-es, fr-fr" in out
+    assert "valid translate.es-en: 1 utterances, translate, metrics bleu, chrf" in out
+    assert "valid transcribe.fr-fr: 1 utterances, transcribe, metrics wer" in out
+    assert not (tmp_path / "run").exists()
+    assert main(argv[:-1] + ["--task", "speech_translation", "--dry-run"]) == 0  # Pasero's name of the task
