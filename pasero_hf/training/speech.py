@@ -16,6 +16,7 @@ run's `metrics` (BLEU/chrF) and transcripts with WER. The steps, each one call (
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,14 +281,14 @@ def build_speech_data(config: TrainingConfig, processor, rank: int = 0, world_si
 
 def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
     """The Whisper model of `model` (weights of `--ckpt` on top when both are given), LoRA-wrapped if asked."""
-    from transformers import AutoModelForSpeechSeq2Seq
+    from transformers import AutoModelForSpeechSeq2Seq, set_seed
 
     from pasero_hf.training.preflight import initial_checkpoint
     from pasero_hf.training.pretrained import apply_lora
     from pasero_hf.training.run import load_initial_weights
 
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(speech_model_dir(config), **(
-        {"dtype": torch.float32}))
+    set_seed(config.data.seed)  # the same seed gives the same LoRA initialisation
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(speech_model_dir(config), dtype=torch.float32)
     if config.model.model_args:
         for key, value in config.model.model_args.items():
             if not hasattr(model.config, key):
@@ -367,16 +368,12 @@ def prepare_speech_trainer(config: TrainingConfig):
     """What `pasero-train --task st` runs before the first step (the steps of the module docstring)."""
     from pasero_hf.training.run import check_model_dir, resume_checkpoint, setup_logging, world_size_from_env
 
-    world_size = world_size_from_env()
-    rank = int(__import__("os").environ.get("RANK", "0"))
+    world_size, rank = world_size_from_env(), int(os.environ.get("RANK", "0"))
     processor = load_processor(config)
     data = build_speech_data(config, processor, rank, world_size)
     check_model_dir(config.model_dir)
     resume = resume_checkpoint(config, rank == 0)
     setup_logging(config.model_dir, rank == 0, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
-    from transformers import set_seed
-
-    set_seed(config.data.seed)
     model = load_speech_model(config, processor)
     return build_speech_trainer(config, processor, data, model, resume)
