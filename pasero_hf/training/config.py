@@ -35,6 +35,8 @@ from pasero_hf.training.config_parsing import (
     read_yaml_options,
 )
 
+TASKS = ("mt", "lm", "dialogue")
+TASK_ALIASES = {"translation": "mt", "language_modeling": "lm"}  # Pasero's task names
 PLACEHOLDER = re.compile(r"\{(pair|src|tgt)\}")
 # Pasero's singular spellings, accepted in YAML files and on the command line (`-s en -t es`).
 SINGULAR_ALIASES = {"source_lang": "source_langs", "target_lang": "target_langs"}
@@ -83,6 +85,9 @@ class ModelOptions:
     lora_target_modules: list[str] | None = _option(
         None, "modules that receive LoRA weights (default: the architecture's attention and feed-forward "
         "projections, e.g. q_proj k_proj v_proj out_proj fc1 fc2)")
+    save_trainable_only: bool = _option(
+        True, "with LoRA on a pretrained causal LM (task lm/dialogue): model_best/model_last hold only the adapter "
+        "(a PEFT directory over the base model); false: the merged, standalone model")
     # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
     embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
     encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
@@ -158,6 +163,28 @@ class PretrainedOptions:
 
 
 @dataclass
+class LanguageModelOptions:
+    """Fine-tuning a causal language model (task lm or dialogue; see pasero_hf.data.prompts)."""
+
+    prompt_template: str = _option(
+        "{src_lang}: {source}\n{tgt_lang}:", "task lm: the prompt of each source sentence ({source}, {src_lang}, "
+        "{tgt_lang}); the target follows it, then EOS")
+    prompt_loss: float = _option(
+        0.0, "weight of the loss on prompt tokens (translation prompts, or the user/system turns of dialogues); "
+        "0: target (assistant) tokens only")
+    chat_template: str | None = _option(
+        None, "task dialogue: chatml, llama-2, mistral or zephyr (saved into the tokenizer), or none: the "
+        "tokenizer's own chat template")
+    system_prompt: str | None = _option(None, "task dialogue: system message of conversations that have none")
+    stop_sequences: list[str] | None = _option(
+        None, "decoding stops at these strings (saved in inference.yaml; chatml adds <|im_end|>)")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prompt_loss <= 1:
+            raise ConfigError(f"prompt_loss: must be in [0, 1], got {self.prompt_loss}")
+
+
+@dataclass
 class OptimizationOptions:
     """Optimizer, learning-rate schedule, loss and step budget."""
 
@@ -194,6 +221,9 @@ class OptimizationOptions:
 class RunOptions:
     """Where checkpoints go, how training resumes, validation and logging."""
 
+    task: str = _option(
+        "mt", "mt: translation model (Pasero or pretrained seq2seq); lm: a causal LM (--model) on translation "
+        "prompts; dialogue: a causal LM on JSONL conversations (Pasero's translation/language_modeling accepted)")
     model_dir: str | None = _option(None, "directory of checkpoints, logs, training.yaml and inference.yaml")
     ckpt: str | None = _option(None, "initialize the weights from this checkpoint directory (weights only)")
     continue_: bool = _option(False, "with --ckpt: also restore its optimizer, scheduler and step")
@@ -239,6 +269,9 @@ class RunOptions:
         "may already exist)")
 
     def __post_init__(self) -> None:
+        self.task = TASK_ALIASES.get(self.task, self.task)
+        if self.task not in TASKS:
+            raise ConfigError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
         if self.push_to_hub is not None and not (looks_like_repo_id(self.push_to_hub) and "/" in self.push_to_hub):
             raise ConfigError(f"push_to_hub: {self.push_to_hub!r} is not a Hub repo id (USER_OR_ORG/NAME)")
         for name in ("valid_interval", "log_interval", "keep_last", "beam_size", "valid_beam_size", "keep_interval"):
@@ -265,6 +298,7 @@ class TrainingConfig:
     tokenization: TokenizationOptions = field(default_factory=TokenizationOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     pretrained: PretrainedOptions = field(default_factory=PretrainedOptions)
+    lm: LanguageModelOptions = field(default_factory=LanguageModelOptions)
     optimization: OptimizationOptions = field(default_factory=OptimizationOptions)
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
@@ -381,6 +415,7 @@ def config_fields() -> list[str]:
 
 __all__ = [
     "ConfigError",
+    "LanguageModelOptions",
     "ModelOptions",
     "OptimizationOptions",
     "PretrainedOptions",

@@ -91,7 +91,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "debug": ("bool", "use --dry-run to check the configuration and data"),
     "benchmark": ("bool", "see benchmarks/ for throughput measurements"),
     # tasks and data pipeline
-    "task": ("value", "only the 'translation' task is implemented"),
     "dataset_type": ("value", _DATA_PIPELINE),
     "per_gpu_batching": ("bool", "each rank takes every world_size-th batch of one global stream"),
     "batch_size_multiple": ("value", "batches are cut by batch_size tokens (and lines_per_batch)"),
@@ -110,7 +109,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "keep_whitespaces": ("bool", "whitespace is normalized by the tokenizer as in Pasero's default"),
     "protect_tokens": ("list", "special tokens come from the dictionary"),
     "blacklist": ("list", _DECODING),
-    "stop_sequences": ("list", _DECODING),
     "strip_prompt": ("bool", "only encoder-decoder translation is trained here"),
     "inline_case": ("bool", "tokenizer: pasero applies inline casing; other tokenizers do not"),
     "target_tokenizer": ("value", "one tokenizer for both sides"),
@@ -153,12 +151,11 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
                                     "model"),
     "train_all_params": ("bool", "adapters train alone on a frozen model; without adapters every weight trains"),
     "save_initial_checkpoint": ("bool", "not implemented"),
-    "save_trainable_only": ("bool", "adapter runs save only the adapter weights in checkpoints automatically"),
     "only_validate": ("bool", "score a model with pasero-decode MODEL_DIR -i SRC -r REF"),
     "patience_min_steps": ("value", "patience counts validations from the start"),
     # model options of Pasero's other architectures
     **{name: ("value", _NOT_IN_MODEL) for name in (
-        "alibi_max_bias", "attention_heads_kv", "max_qkv", "prompt_loss", "rope_base", "shift_encoder_layers",
+        "alibi_max_bias", "attention_heads_kv", "max_qkv", "rope_base", "shift_encoder_layers",
         "shift_decoder_layers", "sliding_window", "model_type", "input_dim", "conv_input_dim", "conv_channels",
         "conv_activation")},
     **{name: ("list", _NOT_IN_MODEL) for name in ("conv_kernel_sizes", "conv_strides")},
