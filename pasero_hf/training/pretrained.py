@@ -27,7 +27,10 @@ logger = logging.getLogger("pasero_hf.training")
 # LoRA targets by model type: the attention and feed-forward projections (names of nn.Linear leaves).
 _BART_LIKE = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 _T5_LIKE = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]
-LORA_TARGETS = {"t5": _T5_LIKE, "mt5": _T5_LIKE, "umt5": _T5_LIKE, "longt5": _T5_LIKE}
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS = {"t5": _T5_LIKE, "mt5": _T5_LIKE, "umt5": _T5_LIKE, "longt5": _T5_LIKE,
+                **{name: _LLAMA_LIKE for name in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+                                                  "gemma3_text", "olmo2", "phi3")}}
 DEFAULT_LORA_TARGETS = _BART_LIKE  # Pasero, M2M100/NLLB, NLLB-MoE, Marian, mBART, BART, Pegasus...
 
 
@@ -94,8 +97,8 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
         if type(model_config) in MODEL_FOR_CAUSAL_LM_MAPPING:
             raise ConfigError(
                 f"{option}: {name} is a causal language model ({model_type}): recipes/train_mt.py fine-tunes "
-                "encoder-decoder models (AutoModelForSeq2SeqLM); there is no language-model training recipe yet "
-                "(TextGenerator and pasero-decode already decode it)")
+                "encoder-decoder models (AutoModelForSeq2SeqLM); fine-tune it with --task lm (translation prompts) "
+                "or --task dialogue (recipes/train_lm.py)")
         raise ConfigError(f"{option}: {name} ({model_type}) is not a sequence-to-sequence model that "
                           "AutoModelForSeq2SeqLM loads; give an encoder-decoder model (NLLB, M2M100, Marian, mBART, T5...)")
     for key, value in config.model.model_args.items():

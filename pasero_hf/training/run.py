@@ -318,8 +318,11 @@ def train(config: TrainingConfig) -> TrainingResult:
     Raises:
         ConfigError (SetupError for data problems): before the first step, on any input problem.
     """
+    prepare = prepare_trainer
+    if config.run.task in ("lm", "dialogue"):  # causal LMs: their own data and model steps (pasero_hf.training.lm)
+        from pasero_hf.training.lm import prepare_lm_trainer as prepare
     try:
-        trainer, stop, resume = prepare_trainer(config)
+        trainer, stop, resume = prepare(config)
     except (FileNotFoundError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
