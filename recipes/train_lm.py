@@ -24,8 +24,8 @@ def main(argv: list[str]) -> int:
     config = load_training_config(["--task", "lm", *argv])  # --task dialogue on the command line wins
     model, tokenizer = load_causal_lm(config)
     prompts = prompt_format(config, tokenizer)  # the prompt template or chat template, saved for decoding
-    run = start_run(config)  # training arguments, MODEL_DIR, logging, the checkpoint to resume from
-    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts, run)
+    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)  # every file read and checked first
+    run = start_run(config, train_stream)  # training arguments, MODEL_DIR, logging, the checkpoint to resume from
     model = trainable_model(config, model)  # LoRA adapters, or every weight
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     trainer.train(resume_from_checkpoint=run.resume_path)

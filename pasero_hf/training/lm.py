@@ -5,8 +5,8 @@ The steps of `recipes/train_lm.py`, each one call::
     config = load_training_config(argv)                       # --task lm|dialogue, --model DIR_OR_REPO
     model, tokenizer = load_causal_lm(config)                 # any AutoModelForCausalLM, checked
     prompts = prompt_format(config, tokenizer)                # template / chat template, saved for decoding
-    run = start_run(config)                                   # training arguments, MODEL_DIR, logging, resume point
-    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts, run)
+    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)  # every file checked
+    run = start_run(config, train_stream)                     # training arguments, MODEL_DIR, logging, resume point
     model = trainable_model(config, model)                    # LoRA through PEFT, or all weights
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     trainer.train(resume_from_checkpoint=run.resume_path); trainer.save_final_checkpoint()
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -140,8 +140,30 @@ def prompt_format(config: TrainingConfig, tokenizer) -> PromptFormat:
         raise ConfigError(str(error)) from None
 
 
-def start_run(config: TrainingConfig) -> RunSetup:
-    """Training arguments (this sets up torch.distributed), a writable MODEL_DIR, logging, the checkpoint to resume."""
+def build_lm_data(config: TrainingConfig, tokenizer, prompts: PromptFormat):
+    """(this rank's training stream, validation sets), every file read and checked before anything is written.
+
+    Raises:
+        ConfigError: a missing, malformed or empty corpus (file and line), nothing within `max_len`.
+    """
+    template = CHAT_TEMPLATES.get(prompts.chat_template or "") or getattr(tokenizer, "chat_template", None)
+    kwargs = {"prompt_template": prompts.prompt_template, "chat_template": template}
+    rank = int(os.environ.get("RANK", "0"))  # the launcher's; training_arguments (start_run) agrees
+    try:
+        with datasets_bars_disabled():
+            stream = build_lm_train_dataset(config.data, tokenizer, prompts.task, rank=rank,
+                                            world_size=world_size_from_env(), **kwargs)
+            valid_sets = build_lm_valid_datasets(config.data, tokenizer, prompts.task, **kwargs)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from error
+    if not valid_sets:
+        raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
+    return stream, valid_sets
+
+
+def start_run(config: TrainingConfig, train_stream) -> RunSetup:
+    """Training arguments (this sets up torch.distributed), a writable MODEL_DIR, logging, and the checkpoint to
+    resume from, whose data position `train_stream` takes."""
     world_size = world_size_from_env()
     args = training_arguments(config, world_size)
     is_main = args.process_index == 0
@@ -149,31 +171,15 @@ def start_run(config: TrainingConfig) -> RunSetup:
     resume = resume_checkpoint(config, is_main)
     setup_logging(config.model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
-    return RunSetup(args, world_size, str(resume) if resume is not None else None)
-
-
-def build_lm_data(config: TrainingConfig, tokenizer, prompts: PromptFormat, run: RunSetup):
-    """(this rank's training stream, validation sets); data errors are ConfigErrors naming the file and line."""
-    template = CHAT_TEMPLATES.get(prompts.chat_template or "") or getattr(tokenizer, "chat_template", None)
-    kwargs = {"prompt_template": prompts.prompt_template, "chat_template": template}
-    try:
-        with datasets_bars_disabled():
-            stream = build_lm_train_dataset(config.data, tokenizer, prompts.task, rank=run.rank,
-                                            world_size=run.world_size, **kwargs)
-            valid_sets = build_lm_valid_datasets(config.data, tokenizer, prompts.task, **kwargs)
-    except (FileNotFoundError, ValueError) as error:
-        raise ConfigError(str(error)) from error
-    if not valid_sets:
-        raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
-    if run.resume_path is not None:
-        data_state = checkpoints.read_data_state(Path(run.resume_path))
+    if resume is not None:
+        data_state = checkpoints.read_data_state(resume)
         if data_state is not None:
             try:
-                stream.load_state_dict(data_state)
+                train_stream.load_state_dict(data_state)
             except ValueError as error:
-                logger.warning("not restoring the data position of %s: %s", run.resume_path, error)
-        logger.info("resuming from %s", run.resume_path)
-    return stream, valid_sets
+                logger.warning("not restoring the data position of %s: %s", resume, error)
+        logger.info("resuming from %s", resume)
+    return RunSetup(args, world_size, str(resume) if resume is not None else None)
 
 
 def trainable_model(config: TrainingConfig, model: torch.nn.Module) -> torch.nn.Module:
@@ -283,8 +289,8 @@ def prepare_lm_trainer(config: TrainingConfig) -> tuple[CausalLMTrainer, StopCal
     """Every step before the first training step (what `pasero-train --task lm|dialogue` runs)."""
     model, tokenizer = load_causal_lm(config)
     prompts = prompt_format(config, tokenizer)
-    run = start_run(config)
-    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts, run)
+    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)
+    run = start_run(config, train_stream)
     model = trainable_model(config, model)
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     stop = next(callback for callback in trainer.callback_handler.callbacks if isinstance(callback, StopCallback))

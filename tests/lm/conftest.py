@@ -50,7 +50,7 @@ def llama_dir(tmp_path_factory, bible_dir) -> Path:
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    backend.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=800, special_tokens=SPECIALS,
+    backend.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=800, special_tokens=SPECIALS, initial_alphabet=["\n"],
                                                            show_progress=False))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
                                         pad_token="<pad>", unk_token="<unk>", additional_special_tokens=SPECIALS[4:])
