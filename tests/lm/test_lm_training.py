@@ -60,3 +60,72 @@ def test_dialogue_trains_on_assistant_turns_only_and_chats_with_history(tmp_path
     assert decode([str(best), "--chat", "--quiet", "--beam-size", "1"]) == 0
     replies = capsys.readouterr().out.splitlines()
     assert replies == ["Noah found favor.", "In the eyes of the Lord.", "God spoke to Noah."]
+
+
+def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, llama_dir, prompt_data, capsys):
+    from pasero_hf.cli.decode import main as decode
+    from pasero_hf.cli.train import main as train
+    from pasero_hf.generation import TextGenerator
+    from tests.lm.conftest import lm_options
+
+    output = tmp_path / "lora"
+    options = ["--task", "lm", "-s", "en", "-t", "es", "--lora-rank", "8", "--lora-alpha", "16",
+               "--prompt-template", "Translate {src_lang} to {tgt_lang}: {source} =", "--prompt-loss", "0.5",
+               *lm_options(llama_dir, prompt_data, output, "--lr", "0.01", "--keep-last", "2")]
+    assert train([*options, "--max-steps", "20"]) == 0
+    assert train([*options, "--max-steps", "30"]) == 0  # the same command continues from checkpoint-20
+    log = (output / "train.log").read_text()
+    assert "resuming from" in log and "checkpoint-20" in log and "saved checkpoint-30" in log
+    assert "(2,048 trainable)" not in log and "trainable)" in log
+    best = output / "model_best"
+    assert (best / "adapter_config.json").is_file() and not (best / "config.json").is_file()  # LoRA weights only
+
+    generator = TextGenerator.from_pretrained(best, beam_size=1)  # the adapter directory loads its base by itself
+    assert generator.prompts.prompt_template == "Translate {src_lang} to {tgt_lang}: {source} ="
+    expected = [nbest[0]["detok"] for nbest in generator.decode(*[s for s, _ in PAIRS], source_lang="en",
+                                                                 target_lang="es")]
+    assert sum(out == tgt for out, (_, tgt) in zip(expected, PAIRS)) >= 2, expected  # 30 LoRA steps on random weights
+    source = tmp_path / "test.en"
+    source.write_text("".join(s + "\n" for s, _ in PAIRS), encoding="utf-8")
+    for extra in ([], ["--merge-adapter"]):
+        capsys.readouterr()
+        assert decode([str(llama_dir), "--adapter", str(best), "-s", "en", "-t", "es", "-i", str(source),
+                       "--beam-size", "1", "--quiet", *extra]) == 0
+        assert capsys.readouterr().out.splitlines() == expected
+
+
+@pytest.mark.parametrize("case", ["unknown_role", "no_content", "no_source", "template_name", "not_causal"])
+def test_bad_llm_inputs_stop_before_training_with_file_and_line(case, tmp_path, llama_dir, dialogue_data, capsys):
+    from pasero_hf.cli.train import main as train
+    from tests.lm.conftest import lm_options
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (dialogue_data / "train.jsonl").read_text().splitlines()
+    task, model, extra = "dialogue", llama_dir, ["--chat-template", "chatml"]
+    if case == "unknown_role":
+        lines[2] = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Yo"}]})
+        expected = "train.jsonl:3: message 1 has unknown role 'bot' (expected one of system, user, assistant)"
+    elif case == "no_content":
+        lines[1] = json.dumps({"messages": [{"role": "user"}, {"role": "assistant", "content": "Yo"}]})
+        expected = "train.jsonl:2: message 0 (user) has no text 'content'"
+    elif case == "no_source":
+        task, extra = "lm", ["-s", "en", "-t", "es", "--prompt-template", "{src_lang} to {tgt_lang}:"]
+        expected = "prompt_template: '{src_lang} to {tgt_lang}:' has no {source} field"
+    elif case == "template_name":
+        extra = ["--chat-template", "vicuna"]
+        expected = "chat_template: unknown template 'vicuna': choose among chatml, zephyr, llama-2, mistral"
+    else:
+        from transformers import T5Config
+
+        model = tmp_path / "t5"
+        T5Config(d_model=8, num_layers=1, num_heads=1, d_ff=8, vocab_size=100).save_pretrained(model)
+        expected = "(t5) is not a causal language model: task dialogue trains AutoModelForCausalLM models"
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (data / "valid.jsonl").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "run"
+    status = train(["--task", task, *lm_options(model, data, output, "--train-corpora", "train.jsonl",
+                                                "--valid-corpora", "valid.jsonl", *extra)])
+    err = capsys.readouterr().err
+    assert status == 2 and expected in err, err
+    assert not output.exists()  # nothing written, nothing trained on half-read data
