@@ -28,6 +28,17 @@ def test_translation_prompts_overfit_and_decode_follows_the_prompt(trained_lm):
     assert prompt.strip().startswith("en: God spoke") and prompt.rstrip().endswith("es:")
 
 
+def test_causal_batches_shift_labels_and_keep_the_prompt_apart():
+    from pasero_hf.data.causal_lm import collate_causal
+
+    # two sequences: prompt [5, 6] + target [7, 8]; prompt [5] + target [9] (padded with 1)
+    batch = collate_causal([[5, 6, 7, 8], [5, 9]], [[-100, -100, 7, 8], [-100, 9]], pad_token_id=1)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [5, 9, 1, 1]]
+    assert batch["labels"].tolist() == [[-100, 7, 8, -100], [9, -100, -100, -100]]  # what each position predicts
+    assert batch["prompt_labels"].tolist() == [[6, -100, -100, -100], [-100, -100, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+
+
 def test_dialogue_trains_on_assistant_turns_only_and_chats_with_history(tmp_path, llama_dir, dialogue_data, capsys,
                                                                          monkeypatch):
     import io
@@ -61,6 +72,18 @@ def test_dialogue_trains_on_assistant_turns_only_and_chats_with_history(tmp_path
     replies = capsys.readouterr().out.splitlines()
     assert replies == ["Noah found favor.", "In the eyes of the Lord.", "God spoke to Noah."]
 
+    # pasero-serve: OpenAI's chat route renders the same template; the openai client gets the trained answer
+    import openai
+
+    from tests.serving.conftest import start_server
+
+    with start_server([best]) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        history = [{"role": "user", "content": "Who found favor?"}, {"role": "assistant", "content": "Noah found favor."},
+                   {"role": "user", "content": "In whose eyes?"}]
+        reply = client.chat.completions.create(model="model_best", messages=history, max_tokens=20, temperature=0)
+    assert reply.choices[0].message.content == "In the eyes of the Lord."
+
 
 def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, llama_dir, prompt_data, capsys):
     from pasero_hf.cli.decode import main as decode
@@ -76,7 +99,11 @@ def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, ll
     assert train([*options, "--max-steps", "30"]) == 0  # the same command continues from checkpoint-20
     log = (output / "train.log").read_text()
     assert "resuming from" in log and "checkpoint-20" in log and "saved checkpoint-30" in log
-    assert "(2,048 trainable)" not in log and "trainable)" in log
+    assert "202,048 parameters (17,408 trainable)" in log  # LoRA rank 8 on the 7 projections of 2 layers
+    # prompt_loss 0.5: the loss adds half the prompt tokens' cross-entropy to the targets' (nll_loss)
+    history = json.loads((output / "checkpoint-30" / "trainer_state.json").read_text())["log_history"]
+    logged = next(entry for entry in history if "nll_loss" in entry)
+    assert logged["loss"] > logged["nll_loss"] * 1.2
     best = output / "model_best"
     assert (best / "adapter_config.json").is_file() and not (best / "config.json").is_file()  # LoRA weights only
 
