@@ -96,7 +96,10 @@ def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, ll
                "--prompt-template", "Translate {src_lang} to {tgt_lang}: {source} =", "--prompt-loss", "0.5",
                *lm_options(llama_dir, prompt_data, output, "--lr", "0.01", "--keep-last", "2")]
     assert train([*options, "--max-steps", "20"]) == 0
-    assert train([*options, "--max-steps", "30"]) == 0  # the same command continues from checkpoint-20
+    assert (output / "model_best" / "adapter_config.json").is_file()  # LoRA weights only (save_trainable_only)
+    assert not (output / "model_best" / "config.json").is_file()
+    # the same command continues from checkpoint-20; now model_best/model_last are merged, standalone models
+    assert train([*options, "--max-steps", "30", "--no-save-trainable-only"]) == 0
     log = (output / "train.log").read_text()
     assert "resuming from" in log and "checkpoint-20" in log and "saved checkpoint-30" in log
     assert "202,048 parameters (17,408 trainable)" in log  # LoRA rank 8 on the 7 projections of 2 layers
@@ -104,21 +107,21 @@ def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, ll
     history = json.loads((output / "checkpoint-30" / "trainer_state.json").read_text())["log_history"]
     logged = next(entry for entry in history if "nll_loss" in entry)
     assert logged["loss"] > logged["nll_loss"] * 1.2
-    best = output / "model_best"
-    assert (best / "adapter_config.json").is_file() and not (best / "config.json").is_file()  # LoRA weights only
 
-    generator = TextGenerator.from_pretrained(best, beam_size=1)  # the adapter directory loads its base by itself
+    adapter = output / "checkpoint-30"  # an adapter directory (with the tokenizer and inference.yaml)
+    generator = TextGenerator.from_pretrained(adapter, beam_size=1)  # loads its base model by itself
     assert generator.prompts.prompt_template == "Translate {src_lang} to {tgt_lang}: {source} ="
     expected = [nbest[0]["detok"] for nbest in generator.decode(*[s for s, _ in PAIRS], source_lang="en",
                                                                  target_lang="es")]
     assert sum(out == tgt for out, (_, tgt) in zip(expected, PAIRS)) >= 2, expected  # 30 LoRA steps on random weights
     source = tmp_path / "test.en"
     source.write_text("".join(s + "\n" for s, _ in PAIRS), encoding="utf-8")
-    for extra in ([], ["--merge-adapter"]):
+    for model in ([str(llama_dir), "--adapter", str(adapter)], [str(llama_dir), "--adapter", str(adapter),
+                                                                 "--merge-adapter"], [str(output / "model_last")]):
         capsys.readouterr()
-        assert decode([str(llama_dir), "--adapter", str(best), "-s", "en", "-t", "es", "-i", str(source),
-                       "--beam-size", "1", "--quiet", *extra]) == 0
-        assert capsys.readouterr().out.splitlines() == expected
+        assert decode([*model, "-s", "en", "-t", "es", "-i", str(source), "--beam-size", "1", "--quiet"]) == 0
+        assert capsys.readouterr().out.splitlines() == expected, model
+    assert (output / "model_last" / "config.json").is_file()
 
 
 @pytest.mark.parametrize("case", ["unknown_role", "no_content", "no_source", "template_name", "not_causal"])
