@@ -39,7 +39,7 @@ from pasero_hf.training.artifacts import configure_generation_defaults
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.loss import label_smoothed_nll_sum
-from pasero_hf.training.pretrained import apply_lora
+from pasero_hf.training.pretrained import apply_lora, apply_model_args, load_model_tokenizer
 from pasero_hf.training.quiet import datasets_bars_disabled
 from pasero_hf.training.run import (
     CURVE_FILE,
@@ -81,7 +81,7 @@ def load_causal_lm(config: TrainingConfig, world_size: int | None = None):
         ConfigError: no --model, no such model, not a causal LM, unknown `model_args`, a tokenizer larger than the
             model's vocabulary.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     from pasero_hf.models.vocab_trimming import tokenizer_id_bound
@@ -98,18 +98,8 @@ def load_causal_lm(config: TrainingConfig, world_size: int | None = None):
     if model_config.is_encoder_decoder or type(model_config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise ConfigError(f"model: {name} ({model_config.model_type}) is not a causal language model: task "
                           f"{config.run.task} trains AutoModelForCausalLM models; use --task mt for encoder-decoders")
-    for key, value in config.model.model_args.items():
-        if not hasattr(model_config, key):
-            raise ConfigError(f"model_args: {key!r} is not a field of {name}'s configuration "
-                              f"({type(model_config).__name__})")
-        setattr(model_config, key, value)
-    tokenizer_dir = directory
-    if config.tokenization.tokenizer == "hf" and config.tokenization.tokenizer_path:
-        tokenizer_dir = config.resolve_data_path(config.tokenization.tokenizer_path, "tokenizer_path")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigError(f"model: cannot load the tokenizer of {tokenizer_dir}: {error}") from error
+    apply_model_args(model_config, config.model.model_args, name)
+    tokenizer, tokenizer_dir = load_model_tokenizer(config, directory, "model")
     if tokenizer_id_bound(tokenizer) > model_config.get_text_config().vocab_size:
         raise ConfigError(f"model: the tokenizer of {tokenizer_dir} has more ids than {name} has embeddings")
     if tokenizer.eos_token_id is None:
@@ -172,13 +162,7 @@ def start_run(config: TrainingConfig, train_stream) -> RunSetup:
     setup_logging(config.model_dir, is_main, append=resume is not None)
     logger.info("command: %s", " ".join(sys.argv))
     if resume is not None:
-        data_state = checkpoints.read_data_state(resume)
-        if data_state is not None:
-            try:
-                train_stream.load_state_dict(data_state)
-            except ValueError as error:
-                logger.warning("not restoring the data position of %s: %s", resume, error)
-        logger.info("resuming from %s", resume)
+        checkpoints.restore_data_position(train_stream, resume)
     return RunSetup(args, world_size, str(resume) if resume is not None else None)
 
 
@@ -233,11 +217,7 @@ class CausalLMTrainer(PaseroSeq2SeqTrainer):
         if self.prompt_loss:
             prompt_sum, _, _ = label_smoothed_nll_sum(outputs.logits, inputs["prompt_labels"], self.label_smoothing)
             loss_sum = loss_sum + self.prompt_loss * prompt_sum
-        if model.training and num_items_in_batch is not None:
-            loss = loss_sum * self.accelerator.num_processes / num_items_in_batch
-            self._nll_since_log += float(nll_sum)
-        else:
-            loss = loss_sum / max(num_tokens, 1)
+        loss = self._normalized_loss(model, loss_sum, nll_sum, num_tokens, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def _translate(self, model: torch.nn.Module, sources: list, corpus) -> list[str]:

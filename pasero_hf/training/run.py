@@ -407,13 +407,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         write_yaml_atomically(model_dir / "inference.yaml", inference)
 
     if resume is not None:
-        data_state = checkpoints.read_data_state(resume)
-        if data_state is not None:
-            try:
-                train_stream.load_state_dict(data_state)
-            except ValueError as error:
-                logger.warning("not restoring the data position of %s: %s", resume, error)
-        logger.info("resuming from %s", resume)
+        checkpoints.restore_data_position(train_stream, resume)
 
     stop = StopCallback(config.optimization.max_time)
     opt = config.optimization
