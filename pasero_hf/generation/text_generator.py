@@ -71,6 +71,7 @@ from pasero_hf.generation.output_format import detok_of_entry, format_hypothesis
 from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.onednn import onednn_linear_layers
+from pasero_hf.tokenization.dictionary import domain_tag, insert_domain_tag
 from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,8 @@ class TextGenerator:
         # how the model family marks languages (NLLB/M2M100/mBART codes, Marian >>xx<<, T5 task prefix)
         self.languages = languages or ModelLanguages.for_tokenizer(tokenizer, getattr(model.config, "model_type", None))
         self.target_code_in_source = False  # prefix sources with the target language code (inference.yaml lang_code)
+        self.domain_tag = False  # prefix sources with <domain:xx> after their language codes (inference.yaml)
+        self.domains: list[str] = []  # the domains of training, when the model has domain tags
         # decoder-only models: how inputs become prompts (translation template, chat template; inference.yaml)
         self.prompts: PromptFormat | None = None if self.is_encoder_decoder else PromptFormat()
 
@@ -223,6 +226,8 @@ class TextGenerator:
                         onednn=onednn, languages=languages, backend=engine)
         # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
         generator.target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
+        generator.domain_tag = bool(inference_yaml.get("domain_tag"))
+        generator.domains = list(inference_yaml.get("domains") or [])
         if not generator.is_encoder_decoder:
             generator.prompts = PromptFormat.from_inference_config(inference_yaml)
         return generator
@@ -311,6 +316,8 @@ class TextGenerator:
         if self.target_code_in_source and target_lang is not None:
             code = self._vocab[self._lang_token(target_lang)]
             sources = [[code] + ids if ids else ids for ids in sources]
+        if self.domain_tag:
+            sources = self._with_domain_tag(sources, domain)
         max_source_len = self._max_source_len(decoding)
         truncated = 0
         for index, ids in enumerate(sources):
@@ -361,7 +368,13 @@ class TextGenerator:
                     hypothesis.update(prompting.causal_layers(self.model, source, ids, layers))
             return results
         if self.backend is not None:
-            return self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
+            results = self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
+            if streamer is not None:  # the engine returns whole hypotheses: the stream gets the tokens at the end
+                streamer.put(torch.tensor([prompt]))
+                for token in self.tokenizer.convert_tokens_to_ids(results[0][0]["tokens"]):  # EOS included
+                    streamer.put(torch.tensor([token]))
+                streamer.end()
+            return results
         input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
         use_pasero_search = targets is None and self._use_pasero_search(decoding)
         # pasero_search runs the encoder itself: ours is only needed for generate, teacher forcing or layers
@@ -787,6 +800,19 @@ class TextGenerator:
             for index, sentence_ids in zip(nonblank, ids):
                 encoded[index] = list(sentence_ids)
         return encoded
+
+    def _with_domain_tag(self, sources: list[list[int]], domain: str | None) -> list[list[int]]:
+        """Sources with `<domain:xx>` after their language codes, as the model saw them in training."""
+        if domain is None or (self.domains and domain not in self.domains):
+            known = f": one of {', '.join(self.domains)}" if self.domains else ""
+            given = "no domain was given" if domain is None else f"unknown domain {domain!r}"
+            raise ValueError(f"{given}; this model was trained with domain tags (domain_tag), give --domain{known}")
+        token = domain_tag(domain)
+        if token not in self._vocab:
+            raise ValueError(f"unknown domain {domain!r}: the tokenizer has no token {token}")
+        codes = int(bool(getattr(self.tokenizer, "lang_code", False)) or self.target_code_in_source)
+        codes += int(bool(getattr(self.tokenizer, "source_lang_code", False)))
+        return [insert_domain_tag(ids, self._vocab[token], codes) if ids else ids for ids in sources]
 
     def _encode_targets(self, targets: Sequence[str]) -> list[list[int]]:
         ids = self.tokenizer(list(targets), add_special_tokens=False)["input_ids"]

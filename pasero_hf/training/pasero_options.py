@@ -97,12 +97,8 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "truncate": ("bool", "training pairs longer than max_source_len/max_target_len are skipped, validation pairs "
                          "truncated"),
     "domains": ("list", "set domain per corpus in train_corpora ('domain: ted'); adapters: encoder_adapters_by"),
-    "domain_tag": ("bool", "no domain tags; use adapters per domain (encoder_adapters_by: [domain])"),
     "source_tags": ("list", "no source tags; use lang_code or adapters"),
     "target_tags": ("list", "no target tags; use lang_code or adapters"),
-    "source_lang_code": ("bool", "lang_code prefixes the source with the target language code; the PaseroTokenizer "
-                                 "has source_lang_code for inference"),
-    "target_lang_code": ("bool", "lang_code prefixes the source with the target language code"),
     "escape_emojis": ("bool", "text is used as it is"),
     "copy_placeholder": ("bool", "text is used as it is"),
     "normalize_punctuation": ("bool", "normalize the corpora before training"),

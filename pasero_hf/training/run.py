@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         greater_is_better=metric != "loss",
         seed=config.data.seed,
         ignore_data_skip=True,  # the stream restores its own position
+        restore_callback_states_from_checkpoint=True,  # the patience counter continues after a resume
         remove_unused_columns=False,
         dataloader_num_workers=run.dataloader_workers,
         dataloader_pin_memory=run.dataloader_pin_memory,
@@ -154,7 +156,21 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def load_tokenizer(config: TrainingConfig):
-    """The tokenizer named by `tokenizer`/`tokenizer_path`/`dict` (paths relative to data_dir)."""
+    """The tokenizer named by `tokenizer`/`tokenizer_path`/`dict` (paths relative to data_dir), set to add the
+    language codes the data options ask for (`source_lang_code`, `target_lang_code`: a Pasero tokenizer's own
+    flags, so that training data and every entry point put them in the same places)."""
+    tokenizer = _named_tokenizer(config)
+    for key in ("source_lang_code", "target_lang_code"):
+        if getattr(config.data, key):
+            if not hasattr(tokenizer, key):
+                raise ConfigError(f"{key}: needs a Pasero tokenizer (tokenizer: pasero or sentencepiece); "
+                                  f"{type(tokenizer).__name__} places its model's own language codes")
+            setattr(tokenizer, key, True)
+            tokenizer.init_kwargs[key] = True
+    return tokenizer
+
+
+def _named_tokenizer(config: TrainingConfig):
     opts = config.tokenization
     if opts.tokenizer == "hf":
         from transformers import AutoTokenizer
@@ -273,7 +289,7 @@ def _base_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
+def inference_config(config: TrainingConfig, tokenizer, domains: Sequence[str] = ()) -> dict[str, Any]:
     """inference.yaml: what decoding needs besides the weights and tokenizer files (Pasero names)."""
     pairs = config.lang_pairs
     content = {
@@ -285,8 +301,11 @@ def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
         "max_output_len": config.run.max_output_len,
         "max_source_len": config.data.source_len_limit,
     }
-    if config.data.lang_code:
-        content["lang_code"] = True
+    for key in ("lang_code", "source_lang_code", "target_lang_code", "domain_tag"):
+        if getattr(config.data, key):
+            content[key] = True
+    if config.data.domain_tag:
+        content["domains"] = sorted(set(domains))
     return content
 
 
@@ -397,7 +416,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
-    inference = inference_config(config, tokenizer)
+    inference = inference_config(config, tokenizer, domains=[corpus.domain for corpus in train_stream.corpora])
     if pretrained is not None:
         inference.update(pretrained_inference_config(pretrained))
     logger.info("model: %s, %s parameters (%s trainable)", inference["arch"], f"{total:,}", f"{trainable:,}")

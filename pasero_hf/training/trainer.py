@@ -295,6 +295,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                                             languages=self.languages)
             self._generator.target_code_in_source = bool(self.inference_config.get("lang_code")) and not hasattr(
                 self.processing_class, "lang_code")
+            self._generator.domain_tag = bool(self.inference_config.get("domain_tag"))
         if not sources:
             return []
         nbest = self._generator.decode(*sources, source_lang=corpus.source_lang, target_lang=corpus.target_lang,
