@@ -52,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "-h" in argv or "--help" in argv:
             add_launch_arguments(argument_parser(prog="pasero-train")).parse_args(["--help"])
         config = load_training_config(argv)
+        if config.run.dry_run and config.run.task in ("lm", "dialogue"):  # causal LMs: pasero_hf.training.lm
+            from pasero_hf.training.lm import dry_run_report as lm_dry_run_report
+
+            report = lm_dry_run_report(config)
+            if _rank() == 0:
+                print(report)
+            return 0
         if config.run.dry_run:
             from pasero_hf.training.preflight import check_inputs, dry_run_report
 

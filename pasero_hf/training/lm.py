@@ -275,3 +275,17 @@ def prepare_lm_trainer(config: TrainingConfig) -> tuple[CausalLMTrainer, StopCal
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     stop = next(callback for callback in trainer.callback_handler.callbacks if isinstance(callback, StopCallback))
     return trainer, stop, run.resume_path
+
+
+def dry_run_report(config: TrainingConfig) -> str:
+    """`pasero-train --task lm|dialogue --dry-run`: the model, prompt format and corpora, checked; nothing written."""
+    model, tokenizer = load_causal_lm(config)
+    prompts = prompt_format(config, tokenizer)
+    stream, valid_sets = build_lm_data(config, tokenizer, prompts)
+    lines = [f"model: {config.pretrained.model or config.run.ckpt} ({model.config.model_type}, "
+             f"{sum(p.numel() for p in model.parameters()):,} parameters), task {config.run.task}",
+             f"prompt format: {prompts.to_inference_config()}"]
+    lines += [f"train {corpus.corpus_id}: {len(dataset):,} sequences"
+              for corpus, dataset in zip(stream.corpora, stream.datasets)]
+    lines += [f"valid {name}: {len(valid.sources):,} sequences" for name, valid in valid_sets.items()]
+    return "\n".join(lines)

@@ -159,3 +159,19 @@ def test_bad_llm_inputs_stop_before_training_with_file_and_line(case, tmp_path, 
     err = capsys.readouterr().err
     assert status == 2 and expected in err, err
     assert not output.exists()  # nothing written, nothing trained on half-read data
+
+
+def test_dry_run_checks_model_and_corpora_and_writes_nothing(tmp_path, llama_dir, dialogue_data, capsys):
+    from pasero_hf.cli.train import main as train
+    from tests.lm.conftest import lm_options
+
+    output = tmp_path / "run"
+    assert train(["--task", "dialogue", "--chat-template", "chatml", "--dry-run",
+                  *lm_options(llama_dir, dialogue_data, output, "--train-corpora", "train.jsonl",
+                              "--valid-corpora", "valid.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "(llama, " in out and "'chat_template': 'chatml'" in out and "'stop_sequences': ['<|im_end|>']" in out
+    # chatml renders the two-turn conversation in more than max_len (64) tokens: skipped in training, truncated in
+    # validation
+    assert "train train: 3 sequences" in out and "valid valid: 4 sequences" in out
+    assert not output.exists()
