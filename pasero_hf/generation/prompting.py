@@ -70,10 +70,11 @@ def files_directory(model_dir: Path, adapter_dir: Path | None) -> Path:
     return model_dir
 
 
-def check_causal_layers(requests: Sequence[LayerRequest]) -> None:
-    for request in requests:
-        if request.side == "enc" or request.kind == "_cross_attn":
-            raise ValueError(f"return_layers: {request.name!r} does not exist in a decoder-only model: use dec_N or "
+def check_causal_layers(names: Sequence[str]) -> None:
+    """ValueError for layer names a decoder-only model does not have (encoder layers, cross-attention)."""
+    for name in names:
+        if name.startswith("enc_") or name.endswith("_cross_attn"):
+            raise ValueError(f"return_layers: {name!r} does not exist in a decoder-only model: use dec_N or "
                              "dec_N_self_attn")
 
 

@@ -866,10 +866,9 @@ class TextGenerator:
     def _parse_layers(self, names: Sequence[str]) -> list[LayerRequest]:
         if names and self.backend is not None:
             self.backend.check_layers(names)
-        requests = parse_layer_names(names, self._num_layers)
         if not self.is_encoder_decoder:
-            prompting.check_causal_layers(requests)
-        return requests
+            prompting.check_causal_layers(names)
+        return parse_layer_names(names, self._num_layers)
 
     @contextlib.contextmanager
     def _attention_for(self, layers):
