@@ -64,8 +64,8 @@ _LAUNCHER = "the number of processes comes from `accelerate launch`/`torchrun` (
 _DATA_PIPELINE = "corpora are tokenized once and cached with `datasets` (cache_dir), then batched from a buffer " \
                  "of buffer_size pairs"
 _DECODING = "validation decodes with valid_beam_size and max_output_len; pasero-decode has the decoding options"
-_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (decoder-only, speech and LLM variants are " \
-                "not implemented); fine-tune such models with their Hugging Face classes"
+_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (Pasero's own decoder-only and speech " \
+                "architectures are not reimplemented); fine-tune Hugging Face causal LMs with --task lm or dialogue"
 _NOISE = "no source-side noise or subword regularization at training time"
 
 # Pasero name -> (kind of value on the command line: 'bool', 'list' or 'value'; what to use instead)
