@@ -54,8 +54,6 @@ from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, _unwrap, trainable_
 
 logger = logging.getLogger("pasero_hf.training")
 
-LM_TASKS = ("lm", "dialogue")
-
 
 @dataclass
 class RunSetup:
@@ -66,15 +64,11 @@ class RunSetup:
     resume_path: str | None
 
     @property
-    def rank(self) -> int:
-        return self.args.process_index
-
-    @property
     def is_main(self) -> bool:
         return self.args.process_index == 0
 
 
-def load_causal_lm(config: TrainingConfig, world_size: int | None = None):
+def load_causal_lm(config: TrainingConfig):
     """(model, tokenizer) of `--model` (a directory, a training run or a Hub repo id), checked for training.
 
     Raises:
