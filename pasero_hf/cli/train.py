@@ -55,8 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.run.dry_run and config.run.task == "st":  # speech: manifests and every audio file checked
             from pasero_hf.training.speech import speech_dry_run_report
 
+            report = speech_dry_run_report(config)
             if _rank() == 0:
-                print(speech_dry_run_report(config))
+                print(report)
+            return 0
+        if config.run.dry_run and config.run.task in ("lm", "dialogue"):  # causal LMs: pasero_hf.training.lm
+            from pasero_hf.training.lm import dry_run_report as lm_dry_run_report
+
+            report = lm_dry_run_report(config)
+            if _rank() == 0:
+                print(report)
             return 0
         if config.run.dry_run:
             from pasero_hf.training.preflight import check_inputs, dry_run_report

@@ -42,6 +42,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
+from pasero_hf.data.prompts import PromptFormat
+from pasero_hf.generation import prompting
 from pasero_hf.generation.audio_inputs import decode_audio, is_speech_model, load_feature_extractor
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.ctranslate2_backend import load_backend
@@ -139,6 +141,8 @@ class TextGenerator:
         self.domain_tag = False  # prefix sources with <domain:xx> after their language codes (inference.yaml)
         self.domains: list[str] = []  # the domains of training, when the model has domain tags
         self.feature_extractor = None  # speech models (Whisper): turns audio into the encoder's input features
+        # decoder-only models: how inputs become prompts (translation template, chat template; inference.yaml)
+        self.prompts: PromptFormat | None = None if self.is_encoder_decoder else PromptFormat()
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
@@ -156,6 +160,8 @@ class TextGenerator:
         checkpoint: str | None = None,
         backend: str | None = None,
         quantization: str | None = None,
+        adapter: str | os.PathLike | None = None,
+        merge_adapter: bool = False,
         **options: Any,
     ) -> TextGenerator:
         """Load the model, tokenizer and decoding defaults of a model directory.
@@ -170,8 +176,14 @@ class TextGenerator:
         directory, else "pytorch"); "ctranslate2" on a PyTorch directory exports it once into a cache
         (`$PASERO_HF_CACHE`, default ~/.cache/pasero_hf). `quantization`: CTranslate2's compute type (int8, ...;
         default: as exported).
+
+        `adapter`: a PEFT LoRA directory or repo id decoded on top of the model (`merge_adapter=True` merges it into
+        the weights); a LoRA directory given as `path` (a LoRA run's model_best) loads its base model by itself.
         """
         model_dir = resolve_model_dir(path, checkpoint=checkpoint, revision=revision)
+        model_dir, adapter_dir = prompting.adapter_directories(model_dir, adapter)
+        if adapter_dir is not None and backend == "ctranslate2":
+            raise ValueError("LoRA adapters are decoded with the PyTorch backend (or export a merged model)")
         engine = load_backend(backend, model_dir, device=device, dtype=dtype, quantization=quantization)
         if engine is not None:
             model, model_dir = engine.model, engine.export_dir
@@ -185,8 +197,11 @@ class TextGenerator:
                 # outputs: our class loads the same checkpoint with correct top-2 routing
                 from pasero_hf.models.nllb_moe import PaseroNllbMoeForConditionalGeneration as model_class
             model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+            if adapter_dir is not None:
+                model = prompting.attach_adapter(model, adapter_dir, merge_adapter)
             if device is not None:
                 model.to(device)
+        model_dir = prompting.files_directory(model_dir, adapter_dir)  # a LoRA run saves tokenizer and inference.yaml
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
         inference_yaml = read_inference_yaml(model_dir)
@@ -219,6 +234,8 @@ class TextGenerator:
         generator.target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
         generator.domain_tag = bool(inference_yaml.get("domain_tag"))
         generator.domains = list(inference_yaml.get("domains") or [])
+        if not generator.is_encoder_decoder:
+            generator.prompts = PromptFormat.from_inference_config(inference_yaml)
         return generator
 
     build = from_pretrained
@@ -305,7 +322,10 @@ class TextGenerator:
             raise ValueError(f"token streaming decodes one sentence at a time, got {len(sentences)}")
 
         self._set_tokenizer_languages(source_lang, target_lang)
-        sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
+        if self.prompts is not None:  # decoder-only: translation prompts, conversations (pasero_hf.data.prompts)
+            sources = self.prompts.encode(self.tokenizer, sentences, source_lang, target_lang)
+        else:
+            sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
         if self.target_code_in_source and target_lang is not None:
             code = self._vocab[self._lang_token(target_lang)]
             sources = [[code] + ids if ids else ids for ids in sources]
@@ -352,9 +372,14 @@ class TextGenerator:
         streamer=None,
     ) -> list[list[Hypothesis]]:
         if not self.is_encoder_decoder:
-            if targets is not None or layers:
-                raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
-            return self._decode_prompts(sources, decoding, return_scores, streamer)
+            if targets is not None:
+                raise ValueError("teacher_forcing needs an encoder-decoder model")
+            results = self._decode_prompts(sources, decoding, return_scores, streamer)
+            for source, nbest in zip(sources, results):
+                for hypothesis in nbest:
+                    ids = self.tokenizer.convert_tokens_to_ids(hypothesis["tokens"])
+                    hypothesis.update(prompting.causal_layers(self.model, source, ids, layers))
+            return results
         if self.backend is not None:
             results = self._decode_with_backend(sources, targets, prompt, decoding, return_scores, layers)
             if streamer is not None:  # the engine returns whole hypotheses: the stream gets the tokens at the end
@@ -557,8 +582,12 @@ class TextGenerator:
         config.output_logits = True
         if decoding.max_output_len == 0:
             return [[self._hypothesis(None, ids, [], [], decoding, return_scores)] for ids in prompts]
+        stop = {}
+        if decoding.stop_sequences:  # generation ends once a stop string is produced (cut from `detok`)
+            config.stop_strings = list(decoding.stop_sequences)
+            stop = {"tokenizer": self.tokenizer}
         out = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer, **stop
         )
         transition = self.model.compute_transition_scores(
             out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True
@@ -581,6 +610,8 @@ class TextGenerator:
             "tokens": self.tokenizer.convert_ids_to_tokens(tokens),
             "detok": self.tokenizer.decode(tokens, skip_special_tokens=True),
         }
+        if decoding.stop_sequences:
+            hypothesis["detok"] = prompting.text_before_stop(self.tokenizer, tokens, decoding.stop_sequences)
         if hypothesis["src_tokens"] is None:
             del hypothesis["src_tokens"]
         if pos_scores is not None:
@@ -846,10 +877,10 @@ class TextGenerator:
         raise ValueError(f"cannot find the number of {side} layers in the model config")
 
     def _parse_layers(self, names: Sequence[str]) -> list[LayerRequest]:
-        if names and not self.is_encoder_decoder:
-            raise ValueError("return_layers needs an encoder-decoder model")
         if names and self.backend is not None:
             self.backend.check_layers(names)
+        if not self.is_encoder_decoder:
+            prompting.check_causal_layers(names)
         return parse_layer_names(names, self._num_layers)
 
     @contextlib.contextmanager

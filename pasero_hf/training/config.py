@@ -83,6 +83,9 @@ class ModelOptions:
     lora_target_modules: list[str] | None = _option(
         None, "modules that receive LoRA weights (default: the architecture's attention and feed-forward "
         "projections, e.g. q_proj k_proj v_proj out_proj fc1 fc2)")
+    save_trainable_only: bool = _option(
+        True, "with LoRA on a pretrained causal LM (task lm/dialogue): model_best/model_last hold only the adapter "
+        "(a PEFT directory over the base model); false: the merged, standalone model")
     # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
     embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
     encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
@@ -158,6 +161,28 @@ class PretrainedOptions:
 
 
 @dataclass
+class LanguageModelOptions:
+    """Fine-tuning a causal language model (task lm or dialogue; see pasero_hf.data.prompts)."""
+
+    prompt_template: str = _option(
+        "{src_lang}: {source}\n{tgt_lang}:", "task lm: the prompt of each source sentence ({source}, {src_lang}, "
+        "{tgt_lang}); the target follows it, then EOS")
+    prompt_loss: float = _option(
+        0.0, "weight of the loss on prompt tokens (translation prompts, or the user/system turns of dialogues); "
+        "0: target (assistant) tokens only")
+    chat_template: str | None = _option(
+        None, "task dialogue: chatml, llama-2, mistral or zephyr (saved into the tokenizer), or none: the "
+        "tokenizer's own chat template")
+    system_prompt: str | None = _option(None, "task dialogue: system message of conversations that have none")
+    stop_sequences: list[str] | None = _option(
+        None, "decoding stops at these strings (saved in inference.yaml; chatml adds <|im_end|>)")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prompt_loss <= 1:
+            raise ConfigError(f"prompt_loss: must be in [0, 1], got {self.prompt_loss}")
+
+
+@dataclass
 class OptimizationOptions:
     """Optimizer, learning-rate schedule, loss and step budget."""
 
@@ -212,7 +237,9 @@ class RunOptions:
     """Where checkpoints go, how training resumes, validation and logging."""
 
     task: Literal["mt", "lm", "dialogue", "st"] = _option(
-        "mt", "mt, lm, dialogue or st (speech translation/transcription with Whisper: see train_audio)")
+        "mt", "mt: translation model (Pasero or pretrained seq2seq); lm: a causal LM (--model) on translation "
+        "prompts; dialogue: a causal LM on JSONL conversations; st: speech translation/transcription with Whisper "
+        "(see train_audio). Pasero's task names (translation, language_modeling, ...) are accepted")
     model_dir: str | None = _option(None, "directory of checkpoints, logs, training.yaml and inference.yaml")
     ckpt: str | None = _option(None, "initialize the weights from this checkpoint directory (weights only)")
     continue_: bool = _option(False, "with --ckpt: also restore its optimizer, scheduler and step")
@@ -286,6 +313,7 @@ class TrainingConfig:
     model: ModelOptions = field(default_factory=ModelOptions)
     pretrained: PretrainedOptions = field(default_factory=PretrainedOptions)
     speech: SpeechOptions = field(default_factory=SpeechOptions)
+    lm: LanguageModelOptions = field(default_factory=LanguageModelOptions)
     optimization: OptimizationOptions = field(default_factory=OptimizationOptions)
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
@@ -402,6 +430,7 @@ def config_fields() -> list[str]:
 
 __all__ = [
     "ConfigError",
+    "LanguageModelOptions",
     "ModelOptions",
     "OptimizationOptions",
     "PretrainedOptions",

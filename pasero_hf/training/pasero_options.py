@@ -68,8 +68,8 @@ _LAUNCHER = "the number of processes comes from `accelerate launch`/`torchrun` (
 _DATA_PIPELINE = "corpora are tokenized once and cached with `datasets` (cache_dir), then batched from a buffer " \
                  "of buffer_size pairs"
 _DECODING = "validation decodes with valid_beam_size and max_output_len; pasero-decode has the decoding options"
-_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (decoder-only, speech and LLM variants are " \
-                "not implemented); fine-tune such models with their Hugging Face classes"
+_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (Pasero's own decoder-only and speech " \
+                "architectures are not reimplemented); fine-tune Hugging Face causal LMs with --task lm or dialogue"
 _NOISE = "no source-side noise or subword regularization at training time"
 
 # Pasero name -> (kind of value on the command line: 'bool', 'list' or 'value'; what to use instead)
@@ -109,7 +109,6 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "keep_whitespaces": ("bool", "whitespace is normalized by the tokenizer as in Pasero's default"),
     "protect_tokens": ("list", "special tokens come from the dictionary"),
     "blacklist": ("list", _DECODING),
-    "stop_sequences": ("list", _DECODING),
     "strip_prompt": ("bool", "only encoder-decoder translation is trained here"),
     "inline_case": ("bool", "tokenizer: pasero applies inline casing; other tokenizers do not"),
     "target_tokenizer": ("value", "one tokenizer for both sides"),
@@ -152,12 +151,11 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
                                     "model"),
     "train_all_params": ("bool", "adapters train alone on a frozen model; without adapters every weight trains"),
     "save_initial_checkpoint": ("bool", "not implemented"),
-    "save_trainable_only": ("bool", "adapter runs save only the adapter weights in checkpoints automatically"),
     "only_validate": ("bool", "score a model with pasero-decode MODEL_DIR -i SRC -r REF"),
     "patience_min_steps": ("value", "patience counts validations from the start"),
     # model options of Pasero's other architectures
     **{name: ("value", _NOT_IN_MODEL) for name in (
-        "alibi_max_bias", "attention_heads_kv", "max_qkv", "prompt_loss", "rope_base", "shift_encoder_layers",
+        "alibi_max_bias", "attention_heads_kv", "max_qkv", "rope_base", "shift_encoder_layers",
         "shift_decoder_layers", "sliding_window", "model_type", "input_dim", "conv_input_dim", "conv_channels",
         "conv_activation")},
     **{name: ("list", _NOT_IN_MODEL) for name in ("conv_kernel_sizes", "conv_strides")},

@@ -327,7 +327,6 @@ def resume_checkpoint(config: TrainingConfig, is_main: bool) -> Path | None:
     return None
 
 
-
 class SetupError(ConfigError):
     """An input problem found before training starts (missing, misaligned or empty corpus, unknown pair...)."""
 
@@ -371,6 +370,10 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         from pasero_hf.training.speech import prepare_speech_trainer
 
         return prepare_speech_trainer(config)
+    if config.run.task in ("lm", "dialogue"):  # causal LMs: their own data and model steps (pasero_hf.training.lm)
+        from pasero_hf.training.lm import prepare_lm_trainer
+
+        return prepare_lm_trainer(config)
     check_inputs(config)  # configuration and data problems stop the run before anything is written
     world_size = world_size_from_env()
     pretrained_name = pretrained_model_name(config)
@@ -434,13 +437,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         write_yaml_atomically(model_dir / "inference.yaml", inference)
 
     if resume is not None:
-        data_state = checkpoints.read_data_state(resume)
-        if data_state is not None:
-            try:
-                train_stream.load_state_dict(data_state)
-            except ValueError as error:
-                logger.warning("not restoring the data position of %s: %s", resume, error)
-        logger.info("resuming from %s", resume)
+        checkpoints.restore_data_position(train_stream, resume)
 
     stop = StopCallback(config.optimization.max_time)
     opt = config.optimization
