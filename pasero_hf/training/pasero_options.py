@@ -206,8 +206,9 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
         if key == "task":
             value = PASERO_TASK_NAMES.get(value, value)
             if value not in TASKS:
-                raise ConfigError(f"{origin}: option 'task' (Pasero) is not supported with value {value!r}: tasks "
-                                  f"are {', '.join(TASKS)} (Pasero's {', '.join(PASERO_TASK_NAMES)})")
+                missing = f"the {value} task is not implemented; " if value == "doc_level_translation" else ""
+                raise ConfigError(f"{origin}: option 'task' (Pasero) is not supported with value {value!r}: "
+                                  f"{missing}tasks are {', '.join(TASKS)} (Pasero's {', '.join(PASERO_TASK_NAMES)})")
         translated.append((RENAMED.get(key, key), value, origin))
     return translated
 

@@ -192,7 +192,7 @@ def test_pasero_example_config_trains(name, pasero_workdir, pasero_train):
 def test_doc_level_config_is_refused_with_the_pasero_reason(pasero_train):
     status, out, err = pasero_train("-c", str(EXAMPLES / "Doc-level-MT" / "training.yaml"), "--dry-run")
     assert status == 2
-    assert "training.yaml:14: option 'max_doc_size' (Pasero) is not supported with value 10" in err
+    assert "training.yaml:12: option 'task' (Pasero) is not supported with value 'doc_level_translation'" in err
     assert "the doc_level_translation task is not implemented" in err
     assert err.count("error:") == 1
 
