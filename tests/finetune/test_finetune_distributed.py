@@ -1,5 +1,5 @@
-"""Pretrained models under the same Accelerate configs as ours: 2-process DDP matches one process with the same
-effective batch (`virtual_dp_size`)."""
+"""Pretrained models under the same Accelerate configs and precisions as ours: 2-process DDP matches one process
+with the same effective batch (`virtual_dp_size`), and bf16 mixed precision trains and decodes."""
 
 import sys
 
@@ -8,6 +8,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from pasero_hf.generation.text_generator import TextGenerator
+from pasero_hf.training.config import load_training_config
+from pasero_hf.training.run import train
 from tests.training.test_distributed import REPO, launch
 
 from .conftest import finetune_config
@@ -36,3 +39,14 @@ def test_ddp_matches_one_process_with_the_same_effective_batch(family_model_dirs
     assert one.keys() == two.keys()
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-5), key
+
+
+def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data_dir, tmp_path):
+    result = train(load_training_config(**finetune_config(
+        finetune_data_dir, family_model_dirs["nllb"], tmp_path / "run", dtype="bfloat16", lora_rank=4,
+        max_steps=2, valid_interval=2)))
+    losses = _losses(tmp_path / "run")
+    assert result.global_step == 2 and all(0 < loss < 20 for loss in losses)
+    [[hypothesis]] = TextGenerator.from_pretrained(result.last_dir, max_output_len=5).decode(
+        "In the beginning", source_lang="en", target_lang="es")
+    assert hypothesis["tokens"]
