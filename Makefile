@@ -22,8 +22,9 @@ install: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# Two pytest workers, one per core (pytest-xdist); a file's tests stay on one worker so they share its fixtures.
 test: $(STAMP) system-deps
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -x --durations=15 tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -x -n $${PYTEST_WORKERS:-2} --dist loadfile --durations=25 tests
 
 demo: $(STAMP)
 	$(PY) recipes/demo.py

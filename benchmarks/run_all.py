@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = [["bench_tokenizer.py"], ["bench_tokenize_cold.py"], ["bench_train.py"], ["bench_decode.py"],
-              ["bench_decode.py", "--backends", "--threads", "1", "2"], ["bench_moe.py"], ["bench_serve.py"]]
+              ["bench_decode.py", "--backends", "--threads", "1", "2"], ["bench_moe.py"], ["bench_serve.py"],
+              ["bench_lm.py"]]
 
 
 def main() -> int:

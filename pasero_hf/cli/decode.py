@@ -4,6 +4,9 @@ Examples:
     pasero-decode models/bible-en-es -i test.en -r test.es -o test.out.es
     pasero-decode models/nllb -l eng_Latn-spa_Latn eng_Latn-fra_Latn -e data/flores/dev -o dev.{pair}.out
     pasero-decode models/bible-en-es -s en -t es --buffer-size 1        # interactive, line by line
+    pasero-decode models/whisper-st -i clips.tsv --task translate -s fr -t en   # audio: a manifest or audio files
+    pasero-decode models/llm-fr-en/model_best -s fr -t en -i test.fr    # a causal LM fine-tuned on prompts
+    pasero-decode models/chat/model_best --chat                         # talk to a dialogue model (history kept)
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     langs.add_argument("-t", "--target-lang", nargs="+", metavar="LANG", help="target language(s)")
     langs.add_argument("-l", "--lang-pairs", nargs="+", metavar="SRC-TGT", help="language pairs, e.g. en-fr de-fr")
     langs.add_argument("--domain", help="domain of the inputs (selects domain adapters)")
+    langs.add_argument("--task", choices=("translate", "transcribe"),
+                       help="speech models (Whisper), audio inputs (-i clips.tsv or a.wav b.flac c.mp3): translate or "
+                       "transcribe the speech of -s LANG (default: transcribe when -t is -s or not given)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--buffer-size", type=int, default=100,
                           help="lines read at once, then sorted by length and batched (1: interactive, line by line; "
@@ -67,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, help="random seed for sampling")
     search.add_argument("--search", choices=("auto", "pasero", "hf"),
                         help="'pasero': Pasero's exact beam search, 'hf': model.generate (default: auto)")
+    search.add_argument("--stop-sequences", nargs="+", metavar="TEXT",
+                        help="causal LMs: stop generating at these strings (default: the model's inference.yaml)")
+    llm = parser.add_argument_group("causal language models")
+    llm.add_argument("--chat", action="store_true",
+                     help="interactive chat on standard input: one user message per line, the conversation is kept "
+                          "('!reset' starts a new one)")
+    llm.add_argument("--system-prompt", help="with --chat: the system message of the conversation")
+    llm.add_argument("--adapter", metavar="DIR_OR_REPO", help="a PEFT LoRA adapter decoded on top of the model")
+    llm.add_argument("--merge-adapter", action="store_true", help="merge --adapter into the model's weights")
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--bleu-tok", help="sacrebleu tokenizer for BLEU (default: 13a, 'zh' for Chinese)")
     evaluation.add_argument("--metrics", nargs="+", metavar="METRIC",
@@ -100,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 # command-line option -> DecodingOptions field
 _DECODING_FLAGS = (
     "beam_size", "max_output_len", "len_penalty", "sampling", "temperature", "sampling_topk", "sampling_topp",
-    "seed", "search", "batch_size", "lines_per_batch", "max_source_len",
+    "seed", "search", "batch_size", "lines_per_batch", "max_source_len", "stop_sequences",
 )
 
 
@@ -126,8 +141,17 @@ def run(args: argparse.Namespace) -> int:
     generator = TextGenerator.from_pretrained(
         args.model, revision=args.revision, checkpoint=args.ckpt, device=device, dtype=dtype,
         trust_remote_code=args.trust_remote_code, onednn=args.onednn, backend=args.backend,
-        quantization=args.quantization, **options,
+        quantization=args.quantization, adapter=args.adapter, merge_adapter=args.merge_adapter, **options,
     )
+    if generator.feature_extractor is not None or args.task:  # audio in: files, manifests or datasets
+        from pasero_hf.generation.audio_inputs import decode_audio_files
+
+        return decode_audio_files(generator, args)
+    if args.chat:
+        from pasero_hf.generation.prompting import ChatSession
+
+        ChatSession(generator, system_prompt=args.system_prompt).run(sys.stdin, sys.stdout)
+        return 0
     corpora = get_inference_corpora(
         inputs=args.input,
         refs=args.reference,

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     parser.add_argument("--dtype", help="load the weights in this dtype (float32, bfloat16, float16)")
     parser.add_argument("--trust-remote-code", action="store_true", help="run the models' own Python code")
+    parser.add_argument("--backend", choices=("pytorch", "ctranslate2"),
+                        help="decoding engine (default: ctranslate2 for a pasero-export directory, else pytorch); "
+                             "ctranslate2 on a PyTorch model exports it once into a cache. Streamed responses of "
+                             "ctranslate2 arrive in one piece, once the hypothesis is complete")
     parser.add_argument("--no-batching", dest="batching", action="store_false",
                         help="decode requests one at a time (no dynamic batching)")
     limits = parser.add_argument_group("limits (reported by /info)")
@@ -72,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         limits = ServerLimits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ServerLimits)})
         options = {"dtype": args.dtype} if args.dtype else {}
+        if args.backend:
+            options["backend"] = args.backend
         workers = load_workers(args.models, limits, trust_remote_code=args.trust_remote_code, **options)
     except (ValueError, FileNotFoundError, OSError) as error:
         print(f"pasero-serve: error: {error}", file=sys.stderr)

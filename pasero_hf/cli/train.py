@@ -3,6 +3,11 @@
     pasero-train -c CONFIG.yaml -s de -t en [--option value ...]          # one process
     accelerate launch recipes/train_mt.py -c CONFIG.yaml -s de -t en      # the same, on accelerate's processes
     pasero-train -c CONFIG.yaml --dry-run                                 # check configuration and data only
+    pasero-train --accelerate-config accelerate_configs/cpu_ddp.yaml -c CONFIG.yaml   # start the processes itself
+
+With `--accelerate-config FILE`, `pasero-train` starts the training processes through `accelerate launch` and
+supervises them: Ctrl-C or SIGTERM stops every rank after the same step with one checkpoint, and the command exits
+0 once the checkpoint is written (`pasero_hf.cli.launcher`).
 
 Under `accelerate launch` or `torchrun` (WORLD_SIZE is set) `pasero-train` joins the current world. Configuration
 and data errors are printed once (by rank 0) and exit with status 2 before anything is written. With
@@ -11,6 +16,7 @@ and data errors are printed once (by rank 0) and exit with status 2 before anyth
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -22,14 +28,44 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("starting the processes (pasero-train only)")
+    group.add_argument("--accelerate-config", metavar="FILE",
+                       help="start the training processes with `accelerate launch --config_file FILE` and supervise "
+                            "them: Ctrl-C/SIGTERM save one checkpoint on every rank and exit 0")
+    group.add_argument("--main-process-port", type=int, metavar="PORT",
+                       help="with --accelerate-config: the rendezvous port (0: any free port)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    launch, argv = add_launch_arguments(argparse.ArgumentParser(add_help=False, allow_abbrev=False)).parse_known_args(argv)
+    if launch.accelerate_config and "WORLD_SIZE" not in os.environ and "--dry-run" not in argv:
+        from pasero_hf.cli.launcher import launch_training
+
+        port = [] if launch.main_process_port is None else ["--main_process_port", str(launch.main_process_port)]
+        return launch_training(launch.accelerate_config, argv, port)
     try:
         from pasero_hf.training.config import argument_parser, load_training_config
 
         if "-h" in argv or "--help" in argv:
-            argument_parser(prog="pasero-train").parse_args(["--help"])
+            add_launch_arguments(argument_parser(prog="pasero-train")).parse_args(["--help"])
         config = load_training_config(argv)
+        if config.run.dry_run and config.run.task == "st":  # speech: manifests and every audio file checked
+            from pasero_hf.training.speech import speech_dry_run_report
+
+            report = speech_dry_run_report(config)
+            if _rank() == 0:
+                print(report)
+            return 0
+        if config.run.dry_run and config.run.task in ("lm", "dialogue"):  # causal LMs: pasero_hf.training.lm
+            from pasero_hf.training.lm import dry_run_report as lm_dry_run_report
+
+            report = lm_dry_run_report(config)
+            if _rank() == 0:
+                print(report)
+            return 0
         if config.run.dry_run:
             from pasero_hf.training.preflight import check_inputs, dry_run_report
 

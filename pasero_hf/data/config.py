@@ -106,6 +106,11 @@ class DataConfig:
             proportional to size, larger T: closer to uniform.
         lang_code: prefix each source with the target language code token (``<lang:xx>``, Pasero's convention),
             unless the tokenizer already put it there.
+        source_lang_code: prefix each source with its own language code, after the target one (Pasero tokenizers).
+        target_lang_code: start each target with its language code, which decoding then forces as the first token
+            (Pasero tokenizers).
+        domain_tag: prefix each source with its corpus's domain tag (``<domain:xx>``, after the language codes);
+            decoding takes the domain from ``--domain``. The tags must be in the dictionary.
         batch_size: maximum tokens per batch, counted with padding: ``n_lines * max(max(src_len, tgt_len))``.
         lines_per_batch: maximum lines per batch (none by default).
         batch_by: homogeneous batches w.r.t. these keys (any of source_lang, target_lang, lang_pair, domain).
@@ -133,6 +138,9 @@ class DataConfig:
     allow_monolingual: bool = False
     lang_temperature: float = 1.0
     lang_code: bool = False
+    source_lang_code: bool = False
+    target_lang_code: bool = False
+    domain_tag: bool = False
     batch_size: int = 4096
     lines_per_batch: int | None = None
     batch_by: str | list[str] | None = None

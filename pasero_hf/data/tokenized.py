@@ -24,6 +24,8 @@ import datasets
 from pasero_hf.data.batching import truncate_keeping_eos
 from pasero_hf.data.corpora import Corpus, corpus_stamp
 from pasero_hf.data.reading import CorpusFormatError, read_pairs
+from pasero_hf.tokenization.dictionary import domain_tag as domain_tag_token
+from pasero_hf.tokenization.dictionary import insert_domain_tag
 from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
 from pasero_hf.tokenization.model_languages import ModelLanguages, set_tokenizer_langs
 
@@ -74,20 +76,23 @@ def read_text_dataset(corpus: Corpus, cache_dir: str, max_lines: int | None = No
     return dataset
 
 
-def _lang_code_id(tokenizer: Any, lang: str) -> int:
-    token = lang_code_token(lang)
+def tag_id(tokenizer: Any, token: str, option: str) -> int:
+    """The id of a language code or domain tag, which must be in the vocabulary (`option` names the setting)."""
     token_id = tokenizer.convert_tokens_to_ids(token)
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
-        raise ValueError(f"lang_code is set but the tokenizer's vocabulary has no token {token}")
+        raise ValueError(f"{option} is set but the tokenizer's vocabulary has no token {token}")
     return token_id
 
 
-def _tokenize(batch: dict, tokenizer: Any, lang_code_id: int | None, keep_text: bool, source_prefix: str = "") -> dict:
+def _tokenize(batch: dict, tokenizer: Any, lang_code_id: int | None, keep_text: bool, source_prefix: str = "",
+              domain_tag_id: int | None = None, language_codes: int = 0) -> dict:
     sources = [source_prefix + source for source in batch["source"]] if source_prefix else batch["source"]
     encoded = tokenizer(sources, text_target=batch["target"])
     input_ids = encoded["input_ids"]
     if lang_code_id is not None:
         input_ids = [ids if ids[:1] == [lang_code_id] else [lang_code_id] + ids for ids in input_ids]
+    if domain_tag_id is not None:
+        input_ids = [insert_domain_tag(ids, domain_tag_id, language_codes) for ids in input_ids]
     columns = {"input_ids": input_ids, "labels": encoded["labels"]}
     if keep_text:
         columns.update(source=batch["source"], target=batch["target"])
@@ -137,6 +142,7 @@ def tokenize_corpus(
     limits: LengthLimits,
     train: bool,
     lang_code: bool = False,
+    domain_tag: bool = False,
     cache_dir: str | None = None,
     max_lines: int | None = None,
     languages: ModelLanguages | None = None,
@@ -144,6 +150,8 @@ def tokenize_corpus(
     """Read and tokenize one corpus (cached), then drop (train) or truncate (valid) pairs beyond `limits`.
 
     `languages`: how the model wants its languages (default: the tokenizer's `src_lang`/`tgt_lang`, as given).
+    `lang_code`/`domain_tag`: prefix sources with `<lang:tgt>`/`<domain:xx>` (a Pasero tokenizer adds its own
+    language codes, `source_lang_code` and `target_lang_code` included, from its flags).
 
     Returns a dataset with ``input_ids`` and ``labels`` (token id lists, EOS and language codes included) and, for
     validation, the ``source`` and ``target`` text. Raises if no training pair is within the limits.
@@ -156,16 +164,18 @@ def tokenize_corpus(
     else:
         languages.set_tokenizer_languages(tokenizer, corpus.source_lang, corpus.target_lang)
         source_prefix = languages.source_text_prefix(corpus.source_lang, corpus.target_lang)
-    lang_code_id = _lang_code_id(tokenizer, corpus.target_lang) if lang_code else None
+    lang_code_id = tag_id(tokenizer, lang_code_token(corpus.target_lang), "lang_code") if lang_code else None
+    domain_tag_id = tag_id(tokenizer, domain_tag_token(corpus.domain), "domain_tag") if domain_tag else None
+    language_codes = int(lang_code) + int(bool(getattr(tokenizer, "source_lang_code", False)))
     fingerprint = datasets.fingerprint.Hasher.hash(
         [text._fingerprint, tokenizer_fingerprint(tokenizer), lang_code_id, train, _TOKENIZATION_VERSION]
-        + ([source_prefix] if source_prefix else [])
+        + ([source_prefix] if source_prefix else []) + ([domain_tag_id] if domain_tag else [])
     )
     tokenized = text.map(
         _tokenize,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "lang_code_id": lang_code_id, "keep_text": not train,
-                   "source_prefix": source_prefix},
+                   "source_prefix": source_prefix, "domain_tag_id": domain_tag_id, "language_codes": language_codes},
         remove_columns=["source", "target"],
         new_fingerprint=fingerprint,
         desc=f"tokenizing {corpus.corpus_id}",

@@ -261,7 +261,7 @@ def build_train_dataset(
         raise ValueError("the tokenizer has no pad token: pass pad_token_id")
     limits = _train_limits(config)
     corpus_datasets = [
-        tokenize_corpus(corpus, tokenizer, limits, train=True, lang_code=config.lang_code,
+        tokenize_corpus(corpus, tokenizer, limits, train=True, lang_code=config.lang_code, domain_tag=config.domain_tag,
                         cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines, languages=languages)
         for corpus in tqdm(corpora, desc="training corpora", disable=len(corpora) < 2)
     ]

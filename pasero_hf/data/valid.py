@@ -62,7 +62,7 @@ def build_valid_datasets(
     limits = LengthLimits(config.source_len_limit, config.target_len_limit)
     valid_sets = {}
     for corpus in corpora:
-        dataset = tokenize_corpus(corpus, tokenizer, limits, train=False, lang_code=config.lang_code,
+        dataset = tokenize_corpus(corpus, tokenizer, limits, train=False, lang_code=config.lang_code, domain_tag=config.domain_tag,
                                   cache_dir=cache_dir or config.cache_dir, max_lines=config.max_lines, languages=languages)
         columns = dataset.to_dict()
         input_ids, labels = columns["input_ids"], columns["labels"]

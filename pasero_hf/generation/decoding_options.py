@@ -53,6 +53,7 @@ class DecodingOptions:
         max_source_len: sources longer than this (in tokens, special tokens included) are truncated.
         seed: seed of the sampling generator (None: torch's global generator).
         search: "pasero" (Pasero's exact search), "hf" (`model.generate`) or "auto" (Pasero's for Pasero models).
+        stop_sequences: decoder-only models stop generating at these strings, which `detok` leaves out.
     """
 
     beam_size: int = 5
@@ -68,6 +69,7 @@ class DecodingOptions:
     max_source_len: int | None = None
     seed: int | None = None
     search: str = "auto"
+    stop_sequences: list[str] | None = None
 
     @property
     def num_beams(self) -> int:
@@ -123,6 +125,11 @@ class DecodingOptions:
             f"lines_per_batch must be >= 1, got {self.lines_per_batch}",
         )
         check(self.search in ("auto", "pasero", "hf"), f"search must be 'auto', 'pasero' or 'hf', got {self.search!r}")
+        check(
+            self.stop_sequences is None or (isinstance(self.stop_sequences, list) and all(
+                isinstance(stop, str) and stop for stop in self.stop_sequences)),
+            f"stop_sequences must be a list of non-empty strings, got {self.stop_sequences!r}",
+        )
         check(
             self.max_source_len is None or self.max_source_len >= 1,
             f"max_source_len must be >= 1, got {self.max_source_len}",

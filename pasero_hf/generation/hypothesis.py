@@ -18,6 +18,7 @@ from torch import Tensor
 
 from pasero_hf.generation.layer_outputs import LayerRequest, empty_layer
 from pasero_hf.generation.model_info import ModelInfo
+from pasero_hf.generation.prompting import text_before_stop
 
 
 @dataclasses.dataclass
@@ -55,15 +56,16 @@ class HypothesisFormatter:
         self.info = info
 
     def format(self, hypothesis: Hypothesis, source: Sequence[int] | None, prompt: Sequence[int],
-               len_penalty: float, return_scores: bool) -> Output:
+               len_penalty: float, return_scores: bool, stop_sequences: Sequence[str] | None = None) -> Output:
         """`pos_scores` None (Pasero's greedy search without `return_scores`): no scores, unless the search gave
-        its total `score` alone."""
+        its total `score` alone. With `stop_sequences`, `detok` ends before the first one."""
         tokens = hypothesis.tokens
         output: Output = {
             "src_tokens": self.tokenizer.convert_ids_to_tokens(source) if source is not None else None,
             "prompt_tokens": self.tokenizer.convert_ids_to_tokens(prompt),
             "tokens": self.tokenizer.convert_ids_to_tokens(tokens),
-            "detok": self.tokenizer.decode(tokens, skip_special_tokens=True),
+            "detok": (text_before_stop(self.tokenizer, tokens, stop_sequences) if stop_sequences
+                      else self.tokenizer.decode(tokens, skip_special_tokens=True)),
         }
         if output["src_tokens"] is None:
             del output["src_tokens"]

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pasero_hf.data.batching import truncate_keeping_eos
+from pasero_hf.data.prompts import PromptFormat
 from pasero_hf.generation.model_info import ModelInfo
+from pasero_hf.tokenization.dictionary import domain_tag, insert_domain_tag
 from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,9 @@ class InputEncoder:
 
     `source_langs`/`target_langs` are the languages the model declares (its inference.yaml); `languages` says how its
     family marks them; `target_code_in_source` prefixes sources with the target language code (a plain Hugging Face
-    tokenizer of a model trained with Pasero's `lang_code`).
+    tokenizer of a model trained with Pasero's `lang_code`); `domain_tag` puts `<domain:xx>` after the language codes
+    (one of `domains`, the training ones). Decoder-only models get their prompts from `prompts` (a translation
+    template or a chat template, `pasero_hf.data.prompts`).
     """
 
     def __init__(
@@ -58,6 +62,8 @@ class InputEncoder:
         source_langs: Sequence[str] = (),
         target_langs: Sequence[str] = (),
         target_code_in_source: bool = False,
+        domain_tag: bool = False,
+        domains: Sequence[str] = (),
     ):
         self.tokenizer = tokenizer
         self.info = info
@@ -65,6 +71,9 @@ class InputEncoder:
         self.source_langs = list(source_langs)
         self.target_langs = list(target_langs)
         self.target_code_in_source = target_code_in_source
+        self.domain_tag = domain_tag
+        self.domains = list(domains)
+        self.prompts: PromptFormat | None = None if info.is_encoder_decoder else PromptFormat()
         self._vocab = tokenizer.get_vocab()
         self._special_tokens = set(tokenizer.all_special_tokens)
 
@@ -82,10 +91,15 @@ class InputEncoder:
         if teacher_forcing is not None and len(teacher_forcing) != len(sentences):
             raise ValueError(f"teacher_forcing has {len(teacher_forcing)} targets for {len(sentences)} sentences")
         self.languages.set_tokenizer_languages(self.tokenizer, source_lang, target_lang)
-        sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
+        if self.prompts is not None:  # decoder-only: translation prompts, conversations (pasero_hf.data.prompts)
+            sources = self.prompts.encode(self.tokenizer, sentences, source_lang, target_lang)
+        else:
+            sources = self._encode_sources(sentences, self.languages.source_text_prefix(source_lang, target_lang))
         if self.target_code_in_source and target_lang is not None:
             code = self._vocab[self.lang_token(target_lang)]
             sources = [[code] + ids if ids else ids for ids in sources]
+        if self.domain_tag:
+            sources = self._with_domain_tag(sources, domain)
         max_source_len = max_source_len if max_source_len is not None else self.info.max_source_len
         truncated = 0
         for index, ids in enumerate(sources):
@@ -145,6 +159,19 @@ class InputEncoder:
             for index, sentence_ids in zip(nonblank, ids):
                 encoded[index] = list(sentence_ids)
         return encoded
+
+    def _with_domain_tag(self, sources: list[list[int]], domain: str | None) -> list[list[int]]:
+        """Sources with `<domain:xx>` after their language codes, as the model saw them in training."""
+        if domain is None or (self.domains and domain not in self.domains):
+            known = f": one of {', '.join(self.domains)}" if self.domains else ""
+            given = "no domain was given" if domain is None else f"unknown domain {domain!r}"
+            raise ValueError(f"{given}; this model was trained with domain tags (domain_tag), give --domain{known}")
+        token = domain_tag(domain)
+        if token not in self._vocab:
+            raise ValueError(f"unknown domain {domain!r}: the tokenizer has no token {token}")
+        codes = int(bool(getattr(self.tokenizer, "lang_code", False)) or self.target_code_in_source)
+        codes += int(bool(getattr(self.tokenizer, "source_lang_code", False)))
+        return [insert_domain_tag(ids, self._vocab[token], codes) if ids else ids for ids in sources]
 
     def _encode_targets(self, targets: Sequence[str]) -> list[list[int]]:
         ids = self.tokenizer(list(targets), add_special_tokens=False)["input_ids"]

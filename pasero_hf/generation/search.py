@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from pasero_hf.generation import prompting
 from pasero_hf.generation.beam_search import pasero_search
 from pasero_hf.generation.decoding_options import DecodingOptions
 from pasero_hf.generation.hypothesis import Hypothesis
@@ -59,8 +60,6 @@ class Search:
         return decoding.search == "pasero"
 
     def check_layers(self, layers: list[LayerRequest]) -> None:
-        if layers and not self.info.is_encoder_decoder:
-            raise ValueError("return_layers needs an encoder-decoder model")
         if layers and self.backend is not None:
             self.backend.check_layers([request.name for request in layers])
 
@@ -91,11 +90,21 @@ class Search:
     ) -> list[list[Hypothesis]]:
         """Per source, its hypotheses best first: tokens after the prompt, log-probabilities, requested layers."""
         if not self.info.is_encoder_decoder:
-            if targets is not None or layers:
-                raise ValueError("teacher_forcing and return_layers need an encoder-decoder model")
-            return self._continue_prompts(sources, decoding, streamer)
+            if targets is not None:
+                raise ValueError("teacher_forcing needs an encoder-decoder model")
+            nbests = self._continue_prompts(sources, decoding, streamer)
+            for source, nbest in zip(sources, nbests):
+                for hyp in nbest:
+                    hyp.layers.update(prompting.causal_layers(self.model, source, hyp.tokens, layers))
+            return nbests
         if self.backend is not None:
-            return self._run_backend(sources, targets, prompt, decoding, return_scores, layers)
+            nbests = self._run_backend(sources, targets, prompt, decoding, return_scores, layers)
+            if streamer is not None:  # the engine returns whole hypotheses: the stream gets the tokens at the end
+                streamer.put(torch.tensor([prompt]))
+                for token in nbests[0][0].tokens:  # EOS included
+                    streamer.put(torch.tensor([token]))
+                streamer.end()
+            return nbests
         input_ids, attention_mask = _pad(sources, self.tokenizer.pad_token_id, self.model.device)
         pasero = targets is None and self.uses_pasero_search(decoding)
         dec_layers = [request for request in layers if request.side == "dec"]
@@ -244,9 +253,14 @@ class Search:
         config.pad_token_id = pad
         config.return_dict_in_generate = True
         config.output_logits = True
+        stop = {}
+        if decoding.stop_sequences:  # generation ends once a stop string is produced (cut from `detok`)
+            config.stop_strings = list(decoding.stop_sequences)
+            stop = {"tokenizer": self.tokenizer}
         with _max_length_notice_silenced():
             out = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, streamer=streamer,
+                **stop,
             )
         transition = self.model.compute_transition_scores(
             out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
-from pasero_hf.generation import inference_corpus
+from pasero_hf.data.prompts import PromptFormat
+from pasero_hf.generation import inference_corpus, prompting
+from pasero_hf.generation.audio_inputs import decode_audio, is_speech_model, load_feature_extractor
 from pasero_hf.generation.batching import length_sorted_batches
 from pasero_hf.generation.ctranslate2_backend import load_backend
 from pasero_hf.generation.decoding_options import (
@@ -72,6 +74,8 @@ class TextGenerator:
         languages: ModelLanguages | None = None,
         backend=None,
         target_code_in_source: bool = False,
+        domain_tag: bool = False,
+        domains: Sequence[str] = (),
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -81,9 +85,11 @@ class TextGenerator:
         self.metrics: dict[str, float] = {}
         self.info = ModelInfo(model)
         # how the model family marks languages (NLLB/M2M100/mBART codes, Marian >>xx<<, T5 task prefix)
-        self.inputs = InputEncoder(tokenizer, self.info, languages, source_langs, target_langs, target_code_in_source)
+        self.inputs = InputEncoder(tokenizer, self.info, languages, source_langs, target_langs, target_code_in_source,
+                                   domain_tag, domains)
         self.search = Search(model, tokenizer, self.info, backend)
         self.formatter = HypothesisFormatter(tokenizer, self.info)
+        self.feature_extractor = None  # speech models (Whisper): turns audio into the encoder's input features
 
     # what callers read of the pieces
     is_encoder_decoder = property(lambda self: self.info.is_encoder_decoder)
@@ -101,6 +107,24 @@ class TextGenerator:
     def target_code_in_source(self, value: bool) -> None:
         self.inputs.target_code_in_source = value
 
+    @property
+    def domain_tag(self) -> bool:
+        """Prefix sources with `<domain:xx>` after their language codes (inference.yaml `domain_tag`)."""
+        return self.inputs.domain_tag
+
+    @domain_tag.setter
+    def domain_tag(self, value: bool) -> None:
+        self.inputs.domain_tag = value
+
+    @property
+    def prompts(self) -> PromptFormat | None:
+        """Decoder-only models: how inputs become prompts (translation template, chat template; inference.yaml)."""
+        return self.inputs.prompts
+
+    @prompts.setter
+    def prompts(self, value: PromptFormat | None) -> None:
+        self.inputs.prompts = value
+
     # ----------------------------------------------------------------------------------------------------------------
     # Loading
 
@@ -117,6 +141,8 @@ class TextGenerator:
         checkpoint: str | None = None,
         backend: str | None = None,
         quantization: str | None = None,
+        adapter: str | os.PathLike | None = None,
+        merge_adapter: bool = False,
         **options: Any,
     ) -> TextGenerator:
         """Load the model, tokenizer and decoding defaults of a model directory.
@@ -131,21 +157,32 @@ class TextGenerator:
         directory, else "pytorch"); "ctranslate2" on a PyTorch directory exports it once into a cache
         (`$PASERO_HF_CACHE`, default ~/.cache/pasero_hf). `quantization`: CTranslate2's compute type (int8, ...;
         default: as exported).
+
+        `adapter`: a PEFT LoRA directory or repo id decoded on top of the model (`merge_adapter=True` merges it into
+        the weights); a LoRA directory given as `path` (a LoRA run's model_best) loads its base model by itself.
         """
         model_dir = resolve_model_dir(path, checkpoint=checkpoint, revision=revision)
+        model_dir, adapter_dir = prompting.adapter_directories(model_dir, adapter)
+        if adapter_dir is not None and backend == "ctranslate2":
+            raise ValueError("LoRA adapters are decoded with the PyTorch backend (or export a merged model)")
         engine = load_backend(backend, model_dir, device=device, dtype=dtype, quantization=quantization)
         if engine is not None:
             model, model_dir = engine.model, engine.export_dir
         else:
             config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
             model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+            if is_speech_model(config):  # Whisper: audio in (decode_audio), text out
+                from transformers import AutoModelForSpeechSeq2Seq as model_class
             if getattr(config, "model_type", None) == "nllb-moe":
                 # transformers' NllbMoe routes every token to experts 0 and 1 and cannot take precomputed encoder
                 # outputs: our class loads the same checkpoint with correct top-2 routing
                 from pasero_hf.models.nllb_moe import PaseroNllbMoeForConditionalGeneration as model_class
             model = model_class.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+            if adapter_dir is not None:
+                model = prompting.attach_adapter(model, adapter_dir, merge_adapter)
             if device is not None:
                 model.to(device)
+        model_dir = prompting.files_directory(model_dir, adapter_dir)  # a LoRA run saves tokenizer and inference.yaml
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
         inference_yaml = read_inference_yaml(model_dir)
@@ -172,8 +209,14 @@ class TextGenerator:
                                                  source_prefix=inference_yaml.get("source_prefix"))
         # a tokenizer that cannot place the code itself (a plain Hugging Face one): sources get it here
         target_code_in_source = code_flags.get("lang_code", False) and not hasattr(tokenizer, "lang_code")
-        return cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs, onednn=onednn,
-                   languages=languages, backend=engine, target_code_in_source=target_code_in_source)
+        generator = cls(model, tokenizer, decoding, source_langs=source_langs, target_langs=target_langs,
+                        onednn=onednn, languages=languages, backend=engine, target_code_in_source=target_code_in_source,
+                        domain_tag=bool(inference_yaml.get("domain_tag")), domains=inference_yaml.get("domains") or ())
+        if is_speech_model(model.config):
+            generator.feature_extractor = load_feature_extractor(model_dir)
+        if not generator.is_encoder_decoder:
+            generator.prompts = PromptFormat.from_inference_config(inference_yaml)
+        return generator
 
     build = from_pretrained
 
@@ -221,6 +264,13 @@ class TextGenerator:
         warn_truncated(truncated)
         return hypotheses
 
+    def decode_audio(self, *audio, source_lang: str | None = None, target_lang: str | None = None,
+                     task: str | None = None, **options: Any) -> list[list[Hypothesis]]:
+        """Translate or transcribe audio with a speech model (Whisper): `audio` are files (wav, flac, ogg, mp3),
+        manifests or `Utterance`s; `task` "translate" or "transcribe" (default: transcribe when `target_lang` is
+        `source_lang` or not given). See `pasero_hf.generation.audio_inputs`."""
+        return decode_audio(self, audio, source_lang=source_lang, target_lang=target_lang, task=task, **options)
+
     @torch.inference_mode()
     def decode_counting_truncation(self, sentences: list[str], source_lang=None, target_lang=None, domain=None,
                                    teacher_forcing=None, return_scores=False, return_layers=(), options=None,
@@ -229,6 +279,8 @@ class TextGenerator:
         decoding = self.options.replace(options, origin="decoding options") if options else self.options
         source_lang = self.inputs.check_language(source_lang, "source")
         target_lang = self.inputs.check_language(target_lang, "target")
+        if not self.info.is_encoder_decoder:
+            prompting.check_causal_layers(return_layers)  # a decoder-only model has dec_N and dec_N_self_attn
         layers = parse_layer_names(return_layers, self.info.num_layers)
         self.search.check_layers(layers)
         if streamer is not None and len(sentences) != 1:
@@ -257,7 +309,8 @@ class TextGenerator:
                     source, hyp_prompt = ((sources[index], prompt) if self.info.is_encoder_decoder
                                           else (None, sources[index]))
                     results[index] = [self.formatter.format(hyp, source, hyp_prompt, decoding.len_penalty,
-                                                            return_scores) for hyp in nbest]
+                                                            return_scores, decoding.stop_sequences)
+                                      for hyp in nbest]
         return results, inputs.truncated  # type: ignore[return-value]
 
     def alignment_layer(self) -> str:

@@ -10,8 +10,9 @@ from functools import lru_cache
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
-MODULES = ("bleu", "chrf", "len_ratio")  # evaluate modules in this directory
-METRIC_NAMES = ("bleu", "chrf", "chrf++", "spbleu", "len_ratio")  # what corpus_scores computes
+MODULES = ("bleu", "chrf", "len_ratio", "wer")  # evaluate modules in this directory
+METRIC_NAMES = ("bleu", "chrf", "chrf++", "spbleu", "len_ratio", "wer")  # what corpus_scores computes
+LOWER_IS_BETTER = ("loss", "wer")  # the other metrics: higher is better
 DEFAULT_METRICS = ("bleu", "chrf")
 
 
@@ -75,6 +76,8 @@ def corpus_scores(hypotheses: list[str], references: list[str], bleu_tok: str = 
             hyps, refs = (_pieces([t.lower() if lowercase else t for t in side], spbleu_model)
                           for side in (hypotheses, references))
             result = load_metric("bleu").compute(predictions=hyps, references=refs, tokenize="none")
+        elif name == "wer":
+            result = load_metric("wer").compute(predictions=hypotheses, references=references, lowercase=lowercase)
         else:
             result = load_metric("len_ratio").compute(predictions=hypotheses, references=references,
                                                       tokenize=bleu_tok, lowercase=lowercase)

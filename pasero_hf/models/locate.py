@@ -19,7 +19,8 @@ RUN_MODELS = ("model_best", "model_last")
 
 
 def _is_model(directory: Path) -> bool:
-    return (directory / "config.json").is_file()
+    # a PEFT adapter directory (a LoRA run's model_best) is a model too: its adapter_config.json names the base
+    return (directory / "config.json").is_file() or (directory / "adapter_config.json").is_file()
 
 
 def _models_in(directory: Path) -> list[str]:

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 import pasero_hf
+from pasero_hf.data.prompts import RenderedPrompt
 from pasero_hf.generation.decoding_options import DecodingOptions
 from pasero_hf.serving.errors import RequestError, invalid
 from pasero_hf.serving.limits import ServerLimits
@@ -524,7 +525,7 @@ def create_app(workers: dict[str, ModelWorker], limits: ServerLimits | None = No
             prompt = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as error:  # noqa: BLE001 - a template error is the messages' fault
             raise invalid(f"`messages` do not fit the model's chat template: {error}") from None
-        request.inputs = [prompt]
+        request.inputs = [RenderedPrompt(prompt)]  # already templated: decoded as is, whatever the model's task
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         head = {"id": completion_id, "created": created, "model": worker.name,

@@ -35,6 +35,17 @@ def lang_code(lang: str) -> str:
     return f"<{LANG_CODE_PREFIX}{lang}>"
 
 
+def domain_tag(domain: str) -> str:
+    """The token Pasero prefixes sources with under `domain_tag`: `<domain:xx>`."""
+    return f"<{DOMAIN_TAG_PREFIX}{domain}>"
+
+
+def insert_domain_tag(ids: list[int], tag_id: int, language_codes: int) -> list[int]:
+    """Source `ids` with the domain tag `tag_id` after their `language_codes` leading language codes: Pasero's
+    source prefix order is `<lang:tgt>` (lang_code), `<lang:src>` (source_lang_code), `<domain:xx>` (domain_tag)."""
+    return ids[:language_codes] + [tag_id] + ids[language_codes:]
+
+
 def strip_leading_tags(tokens: Sequence[str]) -> list[str]:
     """`tokens` without the `<lang:xx>`/`<domain:xx>` tags that start it."""
     start = 0

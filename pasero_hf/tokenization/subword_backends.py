@@ -1,7 +1,8 @@
 """The subword models a Pasero tokenizer can wrap: Pasero BPE, SentencePiece, or a `tokenizers` JSON file.
 
 Each backend turns text into subword strings and back; ids come from the dictionary. Only the standard library,
-`regex`, `sentencepiece` and `tokenizers` are used (this module travels with remote-code tokenizers).
+`regex`, `sentencepiece` (with its `protobuf` model file) and `tokenizers` are used (this module travels with
+remote-code tokenizers).
 """
 
 import os
@@ -39,9 +40,11 @@ class SentencePieceBackend:
     def __init__(self, path: str, vocabulary: Iterable[str] | None = None):
         import sentencepiece
 
-        self.processor = sentencepiece.SentencePieceProcessor(model_file=path)
-        if vocabulary is not None:
-            self.processor.SetVocabulary(list(vocabulary))
+        if vocabulary is None:
+            self.processor = sentencepiece.SentencePieceProcessor(model_file=path)
+        else:
+            self.processor = sentencepiece.SentencePieceProcessor(
+                model_proto=restrict_vocabulary(path, vocabulary))
 
     def tokenize(self, text: str) -> list[str]:
         pieces = []
@@ -57,6 +60,25 @@ class SentencePieceBackend:
 
     def pieces(self) -> list[str]:
         return [self.processor.IdToPiece(i) for i in range(self.processor.GetPieceSize())]
+
+
+def restrict_vocabulary(path: str, vocabulary: Iterable[str]) -> bytes:
+    """The SentencePiece model at `path` with the pieces outside `vocabulary` (a fairseq dict) marked unused, so that
+    segmentation never produces them: what `SentencePieceProcessor.SetVocabulary` did (Pasero calls it), which the
+    Python bindings of sentencepiece 0.2 no longer have. Like it, single characters, control, unknown and
+    user-defined pieces stay usable."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    with open(path, "rb") as handle:
+        model.ParseFromString(handle.read())
+    keep = set(vocabulary)
+    kinds = sentencepiece_model_pb2.ModelProto.SentencePiece
+    for piece in model.pieces:
+        if piece.type in (kinds.CONTROL, kinds.UNKNOWN, kinds.USER_DEFINED, kinds.BYTE):
+            continue
+        piece.type = kinds.NORMAL if piece.piece in keep or len(piece.piece) == 1 else kinds.UNUSED
+    return model.SerializeToString()
 
 
 class HFTokenizersBackend:

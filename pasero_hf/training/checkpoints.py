@@ -109,3 +109,14 @@ def read_data_state(checkpoint_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def restore_data_position(train_stream, checkpoint_dir: Path) -> None:
+    """The stream continues where the run of `checkpoint_dir` was (a warning when its corpora or seed differ)."""
+    data_state = read_data_state(checkpoint_dir)
+    if data_state is not None:
+        try:
+            train_stream.load_state_dict(data_state)
+        except ValueError as error:
+            logger.warning("not restoring the data position of %s: %s", checkpoint_dir, error)
+    logger.info("resuming from %s", checkpoint_dir)

@@ -84,6 +84,9 @@ class ModelOptions:
     lora_target_modules: list[str] | None = _option(
         None, "modules that receive LoRA weights (default: the architecture's attention and feed-forward "
         "projections, e.g. q_proj k_proj v_proj out_proj fc1 fc2)")
+    save_trainable_only: bool = _option(
+        True, "with LoRA on a pretrained causal LM (task lm/dialogue): model_best/model_last hold only the adapter "
+        "(a PEFT directory over the base model); false: the merged, standalone model")
     # Pasero's model hyper-parameters as top-level options (PaseroConfig fields); set ones override model_args
     embed_dim: int | None = _option(None, "model dimension (model_args)", model_arg=True)
     encoder_layers: int | None = _option(None, "encoder layers (model_args)", model_arg=True)
@@ -159,6 +162,28 @@ class PretrainedOptions:
 
 
 @dataclass
+class LanguageModelOptions:
+    """Fine-tuning a causal language model (task lm or dialogue; see pasero_hf.data.prompts)."""
+
+    prompt_template: str = _option(
+        "{src_lang}: {source}\n{tgt_lang}:", "task lm: the prompt of each source sentence ({source}, {src_lang}, "
+        "{tgt_lang}); the target follows it, then EOS")
+    prompt_loss: float = _option(
+        0.0, "weight of the loss on prompt tokens (translation prompts, or the user/system turns of dialogues); "
+        "0: target (assistant) tokens only")
+    chat_template: str | None = _option(
+        None, "task dialogue: chatml, llama-2, mistral or zephyr (saved into the tokenizer), or none: the "
+        "tokenizer's own chat template")
+    system_prompt: str | None = _option(None, "task dialogue: system message of conversations that have none")
+    stop_sequences: list[str] | None = _option(
+        None, "decoding stops at these strings (saved in inference.yaml; chatml adds <|im_end|>)")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prompt_loss <= 1:
+            raise ConfigError(f"prompt_loss: must be in [0, 1], got {self.prompt_loss}")
+
+
+@dataclass
 class OptimizationOptions:
     """Optimizer, learning-rate schedule, loss and step budget."""
 
@@ -192,9 +217,30 @@ class OptimizationOptions:
 
 
 @dataclass
+class SpeechOptions:
+    """Speech translation and transcription (`task: st`): a Whisper checkpoint (`model`) fine-tuned on audio."""
+
+    train_audio: list[str] = _option(
+        [], "st: training utterances: manifests (.tsv with a header line, .jsonl; columns audio, text, source_lang, "
+        "target_lang) or `datasets` directories with an Audio column (paths relative to data_dir)")
+    valid_audio: list[str] = _option([], "st: validation utterances (same formats)")
+    audio_column: str = _option("audio", "st: audio column of `datasets` directories")
+    text_column: str = _option("text", "st: text column of `datasets` directories")
+    utterances_per_batch: int = _option(8, "st: utterances per training batch")
+
+    def __post_init__(self) -> None:
+        if self.utterances_per_batch < 1:
+            raise ConfigError(f"utterances_per_batch: must be >= 1, got {self.utterances_per_batch}")
+
+
+@dataclass
 class RunOptions:
     """Where checkpoints go, how training resumes, validation and logging."""
 
+    task: Literal["mt", "lm", "dialogue", "st"] = _option(
+        "mt", "mt: translation model (Pasero or pretrained seq2seq); lm: a causal LM (--model) on translation "
+        "prompts; dialogue: a causal LM on JSONL conversations; st: speech translation/transcription with Whisper "
+        "(see train_audio). Pasero's task names (translation, language_modeling, ...) are accepted")
     model_dir: str | None = _option(None, "directory of checkpoints, logs, training.yaml and inference.yaml")
     ckpt: str | None = _option(None, "initialize the weights from this checkpoint directory (weights only)")
     continue_: bool = _option(False, "with --ckpt: also restore its optimizer, scheduler and step")
@@ -212,10 +258,11 @@ class RunOptions:
         None, "also keep the checkpoints of every keep_interval-th step (Pasero: one checkpoint in the middle of "
               "training)")
     patience: int | None = _option(None, "stop after this many validations without improvement")
-    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "loss"] = _option(
+    early_stopping_metric: Literal["chrf", "bleu", "chrf++", "spbleu", "wer", "loss"] = _option(
         "chrf", "validation metric that selects model_best and drives early stopping (loss or one of metrics)")
     metrics: list[str] = _option(
-        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio")
+        ["bleu", "chrf"], "validation metrics logged: bleu, chrf, chrf++, spbleu (needs spbleu_model), len_ratio; st: transcripts "
+        "are scored with wer")
     eval_lc: bool = _option(False, "case-insensitive validation scores")
     spbleu_model: str | None = _option(
         None, "FLORES-200 SentencePiece model of the spbleu metric (flores200_sacrebleu_tokenizer_spm.model)")
@@ -251,7 +298,7 @@ class RunOptions:
             check_metrics(self.metrics, self.spbleu_model)
         except ValueError as error:
             raise ConfigError(f"metrics: {error}") from None
-        if self.early_stopping_metric not in ("loss", *self.metrics):
+        if self.early_stopping_metric not in ("loss", "wer", *self.metrics):
             raise ConfigError(f"early_stopping_metric: {self.early_stopping_metric!r} is not computed: add it to "
                               f"metrics (now {self.metrics})")
         if self.continue_ and not self.ckpt:
@@ -266,6 +313,8 @@ class TrainingConfig:
     tokenization: TokenizationOptions = field(default_factory=TokenizationOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     pretrained: PretrainedOptions = field(default_factory=PretrainedOptions)
+    speech: SpeechOptions = field(default_factory=SpeechOptions)
+    lm: LanguageModelOptions = field(default_factory=LanguageModelOptions)
     optimization: OptimizationOptions = field(default_factory=OptimizationOptions)
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
@@ -379,10 +428,12 @@ def config_fields() -> list[str]:
 
 __all__ = [
     "ConfigError",
+    "LanguageModelOptions",
     "ModelOptions",
     "OptimizationOptions",
     "PretrainedOptions",
     "RunOptions",
+    "SpeechOptions",
     "TokenizationOptions",
     "TrainingConfig",
     "argument_parser",

@@ -33,7 +33,7 @@ PASERO_DEFAULTS: dict[str, Any] = {
     'dp_size': None, 'tp_size': 1, 'start_rank': 0, 'distributed_init_method': None, 'sequence_parallel': True,
     'fsdp': False, 'find_unused_parameters': False, 'amp': False, 'flat_fp16': False, 'memory_efficient_fp16': True,
     'optimizer_states_as_fp32': True, 'tracker': 'none', 'tracker_project_name': None, 'tracker_run_name': None,
-    'log_file': None, 'verbose': False, 'debug': False, 'benchmark': False, 'task': 'translation',
+    'log_file': None, 'verbose': False, 'debug': False, 'benchmark': False,
     'dataset_type': 'dynamic', 'per_gpu_batching': False, 'batch_size_multiple': None, 'block_size': 256,
     'cache_data': False, 'max_cache_size': 128, 'store_files_under': 134217728, 'close_files': False,
     'line_index_path': None, 'reset_line_index': False, 'cache_line_index': True, 'num_workers': 4,
@@ -57,6 +57,10 @@ PASERO_DEFAULTS: dict[str, Any] = {
     'eos_idx': 2, 'unk_idx': 3, 'max_doc_size': 1, 'sent_merge_prob': 0.0, 'sent_sep': '<sep>',
 }
 
+# Pasero's task names -> ours (`task` option)
+PASERO_TASK_NAMES = {"translation": "mt", "speech_translation": "st", "language_modeling": "lm", "dialogue": "dialogue"}
+TASKS = ("mt", "lm", "dialogue", "st")
+
 # other values accepted: what this implementation does anyway
 ACCEPTED_VALUES: dict[str, tuple[Any, ...]] = {"dp_size": (1,), "log_file": ("train.log",)}
 
@@ -64,8 +68,8 @@ _LAUNCHER = "the number of processes comes from `accelerate launch`/`torchrun` (
 _DATA_PIPELINE = "corpora are tokenized once and cached with `datasets` (cache_dir), then batched from a buffer " \
                  "of buffer_size pairs"
 _DECODING = "validation decodes with valid_beam_size and max_output_len; pasero-decode has the decoding options"
-_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (decoder-only, speech and LLM variants are " \
-                "not implemented); fine-tune such models with their Hugging Face classes"
+_NOT_IN_MODEL = "the Pasero Transformer of pasero-hf has no such option (Pasero's own decoder-only and speech " \
+                "architectures are not reimplemented); fine-tune Hugging Face causal LMs with --task lm or dialogue"
 _NOISE = "no source-side noise or subword regularization at training time"
 
 # Pasero name -> (kind of value on the command line: 'bool', 'list' or 'value'; what to use instead)
@@ -91,26 +95,20 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "debug": ("bool", "use --dry-run to check the configuration and data"),
     "benchmark": ("bool", "see benchmarks/ for throughput measurements"),
     # tasks and data pipeline
-    "task": ("value", "only the 'translation' task is implemented"),
     "dataset_type": ("value", _DATA_PIPELINE),
     "per_gpu_batching": ("bool", "each rank takes every world_size-th batch of one global stream"),
     "batch_size_multiple": ("value", "batches are cut by batch_size tokens (and lines_per_batch)"),
     "truncate": ("bool", "training pairs longer than max_source_len/max_target_len are skipped, validation pairs "
                          "truncated"),
     "domains": ("list", "set domain per corpus in train_corpora ('domain: ted'); adapters: encoder_adapters_by"),
-    "domain_tag": ("bool", "no domain tags; use adapters per domain (encoder_adapters_by: [domain])"),
     "source_tags": ("list", "no source tags; use lang_code or adapters"),
     "target_tags": ("list", "no target tags; use lang_code or adapters"),
-    "source_lang_code": ("bool", "lang_code prefixes the source with the target language code; the PaseroTokenizer "
-                                 "has source_lang_code for inference"),
-    "target_lang_code": ("bool", "lang_code prefixes the source with the target language code"),
     "escape_emojis": ("bool", "text is used as it is"),
     "copy_placeholder": ("bool", "text is used as it is"),
     "normalize_punctuation": ("bool", "normalize the corpora before training"),
     "keep_whitespaces": ("bool", "whitespace is normalized by the tokenizer as in Pasero's default"),
     "protect_tokens": ("list", "special tokens come from the dictionary"),
     "blacklist": ("list", _DECODING),
-    "stop_sequences": ("list", _DECODING),
     "strip_prompt": ("bool", "only encoder-decoder translation is trained here"),
     "inline_case": ("bool", "tokenizer: pasero applies inline casing; other tokenizers do not"),
     "target_tokenizer": ("value", "one tokenizer for both sides"),
@@ -153,12 +151,11 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
                                     "model"),
     "train_all_params": ("bool", "adapters train alone on a frozen model; without adapters every weight trains"),
     "save_initial_checkpoint": ("bool", "not implemented"),
-    "save_trainable_only": ("bool", "adapter runs save only the adapter weights in checkpoints automatically"),
     "only_validate": ("bool", "score a model with pasero-decode MODEL_DIR -i SRC -r REF"),
     "patience_min_steps": ("value", "patience counts validations from the start"),
     # model options of Pasero's other architectures
     **{name: ("value", _NOT_IN_MODEL) for name in (
-        "alibi_max_bias", "attention_heads_kv", "max_qkv", "prompt_loss", "rope_base", "shift_encoder_layers",
+        "alibi_max_bias", "attention_heads_kv", "max_qkv", "rope_base", "shift_encoder_layers",
         "shift_decoder_layers", "sliding_window", "model_type", "input_dim", "conv_input_dim", "conv_channels",
         "conv_activation")},
     **{name: ("list", _NOT_IN_MODEL) for name in ("conv_kernel_sizes", "conv_strides")},
@@ -206,6 +203,12 @@ def translate(options: Mapping[str, Any], origins: Mapping[str, str]) -> list[tu
             if accepted(key, value):
                 continue
             raise ConfigError(f"{origin}: {unsupported_message(key, value)}")
+        if key == "task":
+            value = PASERO_TASK_NAMES.get(value, value)
+            if value not in TASKS:
+                missing = f"the {value} task is not implemented; " if value == "doc_level_translation" else ""
+                raise ConfigError(f"{origin}: option 'task' (Pasero) is not supported with value {value!r}: "
+                                  f"{missing}tasks are {', '.join(TASKS)} (Pasero's {', '.join(PASERO_TASK_NAMES)})")
         translated.append((RENAMED.get(key, key), value, origin))
     return translated
 

@@ -27,7 +27,10 @@ logger = logging.getLogger("pasero_hf.training")
 # LoRA targets by model type: the attention and feed-forward projections (names of nn.Linear leaves).
 _BART_LIKE = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 _T5_LIKE = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]
-LORA_TARGETS = {"t5": _T5_LIKE, "mt5": _T5_LIKE, "umt5": _T5_LIKE, "longt5": _T5_LIKE}
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS = {"t5": _T5_LIKE, "mt5": _T5_LIKE, "umt5": _T5_LIKE, "longt5": _T5_LIKE,
+                **{name: _LLAMA_LIKE for name in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+                                                  "gemma3_text", "olmo2", "phi3")}}
 DEFAULT_LORA_TARGETS = _BART_LIKE  # Pasero, M2M100/NLLB, NLLB-MoE, Marian, mBART, BART, Pegasus...
 
 
@@ -72,7 +75,7 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
         ConfigError: no such model, not an encoder-decoder, tokenizer/model vocabulary mismatch, unknown
             `model_args`, unknown languages (listing the model's codes).
     """
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING,
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
@@ -96,14 +99,11 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
         if type(model_config) in MODEL_FOR_CAUSAL_LM_MAPPING:
             raise ConfigError(
                 f"{option}: {name} is a causal language model ({model_type}): recipes/train_mt.py fine-tunes "
-                "encoder-decoder models (AutoModelForSeq2SeqLM); there is no language-model training recipe yet "
-                "(TextGenerator and pasero-decode already decode it)")
+                "encoder-decoder models (AutoModelForSeq2SeqLM); fine-tune it with --task lm (translation prompts) "
+                "or --task dialogue (recipes/train_lm.py)")
         raise ConfigError(f"{option}: {name} ({model_type}) is not a sequence-to-sequence model that "
                           "AutoModelForSeq2SeqLM loads; give an encoder-decoder model (NLLB, M2M100, Marian, mBART, T5...)")
-    for key, value in config.model.model_args.items():
-        if not hasattr(model_config, key):
-            raise ConfigError(f"model_args: {key!r} is not a field of {name}'s configuration ({type(model_config).__name__})")
-        setattr(model_config, key, value)
+    apply_model_args(model_config, config.model.model_args, name)
     if world_size > 1:
         # LayerDrop skips different layers per rank: DDP then waits for gradients that never come
         for key in ("encoder_layerdrop", "decoder_layerdrop"):
@@ -111,13 +111,7 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
                 logger.info("%s: 0 instead of %s (data-parallel training)", key, getattr(model_config, key))
                 setattr(model_config, key, 0.0)
 
-    tokenizer_dir = directory
-    if config.tokenization.tokenizer == "hf" and config.tokenization.tokenizer_path:
-        tokenizer_dir = config.resolve_data_path(config.tokenization.tokenizer_path, "tokenizer_path")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigError(f"{option}: cannot load the tokenizer of {tokenizer_dir}: {error}") from error
+    tokenizer, tokenizer_dir = load_model_tokenizer(config, directory, option)
     rows = getattr(model_config.get_text_config(), "vocab_size", None)
     if rows is not None and tokenizer_id_bound(tokenizer) > rows:
         raise ConfigError(
@@ -133,6 +127,27 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
     check_languages(config, languages, name)
     logger.info("fine-tuning %s (%s, %s languages)", name, model_type, languages.family)
     return PretrainedModel(name, directory, model, tokenizer, languages)
+
+
+def apply_model_args(model_config, model_args: dict, name: str) -> None:
+    """`model_args` override fields of a pretrained model's configuration (ConfigError for a field it lacks)."""
+    for key, value in model_args.items():
+        if not hasattr(model_config, key):
+            raise ConfigError(f"model_args: {key!r} is not a field of {name}'s configuration ({type(model_config).__name__})")
+        setattr(model_config, key, value)
+
+
+def load_model_tokenizer(config: TrainingConfig, directory: Path, option: str):
+    """(tokenizer, its directory): the model's own, or `--tokenizer hf --tokenizer-path DIR`."""
+    from transformers import AutoTokenizer
+
+    tokenizer_dir = directory
+    if config.tokenization.tokenizer == "hf" and config.tokenization.tokenizer_path:
+        tokenizer_dir = config.resolve_data_path(config.tokenization.tokenizer_path, "tokenizer_path")
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer_dir), tokenizer_dir
+    except (OSError, ValueError, TypeError) as error:
+        raise ConfigError(f"{option}: cannot load the tokenizer of {tokenizer_dir}: {error}") from error
 
 
 def check_languages(config: TrainingConfig, languages: ModelLanguages, name: str) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from transformers import set_seed
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.train_stream import build_train_dataset
 from pasero_hf.data.valid import build_valid_datasets
+from pasero_hf.metrics import LOWER_IS_BETTER
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.models.pasero.configuration_pasero import adapter_name
 from pasero_hf.training import checkpoints
@@ -107,9 +109,10 @@ def training_arguments(config: TrainingConfig, world_size: int | None = None):
         save_steps=run.save_interval,
         save_total_limit=None,  # rotation happens once a checkpoint is complete (PaseroSeq2SeqTrainer)
         metric_for_best_model=metric,
-        greater_is_better=metric != "loss",
+        greater_is_better=metric not in LOWER_IS_BETTER,
         seed=config.data.seed,
         ignore_data_skip=True,  # the stream restores its own position
+        restore_callback_states_from_checkpoint=True,  # the patience counter continues after a resume
         remove_unused_columns=False,
         dataloader_num_workers=run.dataloader_workers,
         dataloader_pin_memory=run.dataloader_pin_memory,
@@ -155,7 +158,21 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def load_tokenizer(config: TrainingConfig):
-    """The tokenizer named by `tokenizer`/`tokenizer_path`/`dict` (paths relative to data_dir)."""
+    """The tokenizer named by `tokenizer`/`tokenizer_path`/`dict` (paths relative to data_dir), set to add the
+    language codes the data options ask for (`source_lang_code`, `target_lang_code`: a Pasero tokenizer's own
+    flags, so that training data and every entry point put them in the same places)."""
+    tokenizer = _named_tokenizer(config)
+    for key in ("source_lang_code", "target_lang_code"):
+        if getattr(config.data, key):
+            if not hasattr(tokenizer, key):
+                raise ConfigError(f"{key}: needs a Pasero tokenizer (tokenizer: pasero or sentencepiece); "
+                                  f"{type(tokenizer).__name__} places its model's own language codes")
+            setattr(tokenizer, key, True)
+            tokenizer.init_kwargs[key] = True
+    return tokenizer
+
+
+def _named_tokenizer(config: TrainingConfig):
     opts = config.tokenization
     if opts.tokenizer == "hf":
         from transformers import AutoTokenizer
@@ -270,7 +287,7 @@ def _base_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
+def inference_config(config: TrainingConfig, tokenizer, domains: Sequence[str] = ()) -> dict[str, Any]:
     """inference.yaml: what decoding needs besides the weights and tokenizer files (Pasero names)."""
     pairs = config.lang_pairs
     content = {
@@ -282,8 +299,11 @@ def inference_config(config: TrainingConfig, tokenizer) -> dict[str, Any]:
         "max_output_len": config.run.max_output_len,
         "max_source_len": config.data.source_len_limit,
     }
-    if config.data.lang_code:
-        content["lang_code"] = True
+    for key in ("lang_code", "source_lang_code", "target_lang_code", "domain_tag"):
+        if getattr(config.data, key):
+            content[key] = True
+    if config.data.domain_tag:
+        content["domains"] = sorted(set(domains))
     return content
 
 
@@ -304,7 +324,6 @@ def resume_checkpoint(config: TrainingConfig, is_main: bool) -> Path | None:
     return None
 
 
-
 class SetupError(ConfigError):
     """An input problem found before training starts (missing, misaligned or empty corpus, unknown pair...)."""
 
@@ -321,6 +340,12 @@ def train(config: TrainingConfig) -> TrainingResult:
         if isinstance(error, ConfigError):
             raise
         raise SetupError(str(error)) from error
+    return finish_training(config, trainer, stop, resume)
+
+
+def finish_training(config: TrainingConfig, trainer: PaseroSeq2SeqTrainer, stop: StopCallback,
+                    resume: Path | None) -> TrainingResult:
+    """Train from `resume` (or the start) to the end, save the final checkpoint (and model_average if asked)."""
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.save_final_checkpoint()
     model_dir = config.model_dir
@@ -338,6 +363,14 @@ def train(config: TrainingConfig) -> TrainingResult:
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:
     """Everything before the first step: (trainer, its stop callback, checkpoint to resume from)."""
+    if config.run.task == "st":  # speech: Whisper on audio manifests, the same trainer, resume and validation
+        from pasero_hf.training.speech import prepare_speech_trainer
+
+        return prepare_speech_trainer(config)
+    if config.run.task in ("lm", "dialogue"):  # causal LMs: their own data and model steps (pasero_hf.training.lm)
+        from pasero_hf.training.lm import prepare_lm_trainer
+
+        return prepare_lm_trainer(config)
     check_inputs(config)  # configuration and data problems stop the run before anything is written
     world_size = world_size_from_env()
     pretrained_name = pretrained_model_name(config)
@@ -391,7 +424,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
-    inference = inference_config(config, tokenizer)
+    inference = inference_config(config, tokenizer, domains=[corpus.domain for corpus in train_stream.corpora])
     if pretrained is not None:
         inference.update(pretrained_inference_config(pretrained))
     logger.info("model: %s, %s parameters (%s trainable)", inference["arch"], f"{total:,}", f"{trainable:,}")
@@ -401,13 +434,7 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
         write_yaml_atomically(model_dir / "inference.yaml", inference)
 
     if resume is not None:
-        data_state = checkpoints.read_data_state(resume)
-        if data_state is not None:
-            try:
-                train_stream.load_state_dict(data_state)
-            except ValueError as error:
-                logger.warning("not restoring the data position of %s: %s", resume, error)
-        logger.info("resuming from %s", resume)
+        checkpoints.restore_data_position(train_stream, resume)
 
     stop = StopCallback(config.optimization.max_time)
     opt = config.optimization

@@ -169,12 +169,15 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             model_inputs["decoder_input_ids"] = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         outputs = model(**model_inputs)
         loss_sum, nll_sum, num_tokens = label_smoothed_nll_sum(outputs.logits, labels, self.label_smoothing)
-        if model.training and num_items_in_batch is not None:
-            loss = loss_sum * self.accelerator.num_processes / num_items_in_batch
-            self._nll_since_log += float(nll_sum)
-        else:
-            loss = loss_sum / max(num_tokens, 1)
+        loss = self._normalized_loss(model, loss_sum, nll_sum, num_tokens, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _normalized_loss(self, model, loss_sum, nll_sum, num_tokens: int, num_items_in_batch) -> torch.Tensor:
+        """Training: / the step's target tokens, x world size (DDP averages gradients); evaluation: per token."""
+        if model.training and num_items_in_batch is not None:
+            self._nll_since_log += float(nll_sum)
+            return loss_sum * self.accelerator.num_processes / num_items_in_batch
+        return loss_sum / max(num_tokens, 1)
 
     # -- optimisation --------------------------------------------------------------------------------------------
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
@@ -286,6 +289,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                                             languages=self.languages)
             self._generator.target_code_in_source = bool(self.inference_config.get("lang_code")) and not hasattr(
                 self.processing_class, "lang_code")
+            self._generator.domain_tag = bool(self.inference_config.get("domain_tag"))
         if not sources:
             return []
         nbest = self._generator.decode(*sources, source_lang=corpus.source_lang, target_lang=corpus.target_lang,

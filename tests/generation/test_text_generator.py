@@ -239,5 +239,6 @@ def test_decoder_only_models_continue_prompts(bible_bpe, tmp_path):
         with torch.no_grad():
             log_probs = torch.log_softmax(model(full).logits[0, ids.size(1) - 1:-1], dim=-1)
         np.testing.assert_allclose(hyp["pos_scores"], -log_probs[torch.arange(6), expected].numpy(), atol=1e-4)
-    with pytest.raises(ValueError, match="return_layers needs an encoder-decoder model"):
-        generator.decode("In the beginning", return_layers=["dec_0"])
+    assert generator.decode("In the beginning", return_layers=["dec_0"])[0][0]["dec_0"].shape == (6, 32)
+    with pytest.raises(ValueError, match="does not exist in a decoder-only model"):
+        generator.decode("In the beginning", return_layers=["enc_0"])

@@ -49,3 +49,39 @@ def test_pasero_serve_bad_model(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "model directory not found" in result.stderr and "nope" in result.stderr
+
+
+@pytest.mark.slow
+def test_pasero_serve_with_the_ctranslate2_backend(pasero_tiny_dir, pasero_generator, tmp_path):
+    """`--backend ctranslate2` on a PyTorch directory: exported once into the cache, then served; TGI answers and
+    streams equal the PyTorch decoder's (greedy search is the same on both engines)."""
+    from huggingface_hub import InferenceClient
+
+    port = _free_port()
+    command = [os.path.join(os.path.dirname(sys.executable), "pasero-serve"), str(pasero_tiny_dir), "--backend",
+               "ctranslate2", "--port", str(port), "--log-level", "warning"]
+    env = {**os.environ, "PASERO_HF_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health").raise_for_status()
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"pasero-serve did not start: {process.communicate()[0]}") from None
+                time.sleep(0.5)
+        assert [path.name for path in (tmp_path / "cache").iterdir()] == ["ctranslate2"]
+        client = InferenceClient(base_url=f"http://127.0.0.1:{port}")
+        for sentence in ("And God said, Let there be light: and there was light.", "In the beginning"):
+            expected = pasero_generator.decode(sentence, beam_size=1, max_output_len=40)[0][0]
+            # top-k 1 sampling is greedy search (TGI's do_sample=False means the model's default beam search)
+            assert client.text_generation(sentence, max_new_tokens=40, do_sample=True, top_k=1,
+                                          seed=1) == expected["detok"]
+            pieces = list(client.text_generation(sentence, max_new_tokens=40, stream=True, top_k=1, seed=1,
+                                                 do_sample=True))
+            assert "".join(pieces) == expected["detok"] and len(pieces) == len(expected["tokens"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,7 +1,10 @@
 """Bad input is a clear error before training starts (recipes/train_mt.py exits with status 2 and a message)."""
 
+import contextlib
 import importlib.util
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -63,12 +66,26 @@ def test_unknown_language_pair(write_config, tmp_path, capsys):
     assert_fails_before_training(status, err, tmp_path / "model", "en-fr")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_model_dir_as_user(write_config, tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    status, err = run_recipe(["-c", str(write_config()), "--model-dir", str(locked / "model")], capsys)
-    assert_fails_before_training(status, err, locked / "model", "model_dir", str(locked / "model"))
+@contextlib.contextmanager
+def read_only_directory(path: Path):
+    """A directory nobody can create files in, root included: mode 0500 for a user; for root (CI runs as root) the
+    immutable attribute (`chattr +i`, e2fsprogs), which root's permissions do not bypass."""
+    path.mkdir(mode=0o500)
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o700)
+
+
+def test_read_only_model_dir(write_config, tmp_path, capsys):
+    with read_only_directory(tmp_path / "locked") as locked:
+        status, err = run_recipe(["-c", str(write_config()), "--model-dir", str(locked / "model")], capsys)
+        assert_fails_before_training(status, err, locked / "model", "model_dir", str(locked / "model"))
 
 
 def test_unwritable_model_dir(write_config, tmp_path, capsys):

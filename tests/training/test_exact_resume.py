@@ -140,38 +140,56 @@ def test_kill_9_then_rerun_resumes_exactly_from_the_last_checkpoint(straight, tm
     assert_same_run(straight_dir, model_dir)
 
 
+def _pasero_train_launcher(accelerate_config: str, config: Path, model_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "pasero_hf.cli.train", "--accelerate-config",
+            str(REPO / "accelerate_configs" / accelerate_config), "--main-process-port", "0",
+            "-c", str(config), "--model-dir", str(model_dir)]
+
+
+def _stop_when_logged(command: list[str], log: Path, line: str, signum: int, whole_group: bool):
+    """Starts `command` in its own process group, sends `signum` once `line` is in `log` (to the whole group, as a
+    terminal's Ctrl-C does, or to the launcher alone, as `kill PID` does) and waits for the command to end."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and line in log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        if whole_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, stderr
+
+
 @pytest.mark.distributed
 def test_two_process_ddp_stopped_by_a_signal_then_rerun_is_exact(write_config, tmp_path):
-    """accelerate launch with cpu_ddp.yaml: the launcher forwards the signal to both workers, which stop after the
-    same step with one complete checkpoint holding each rank's RNG and logging state; the rerun ends like an
-    uninterrupted 2-process run, bit for bit."""
-    from tests.training.test_distributed import accelerate_launch, launch
+    """`pasero-train --accelerate-config cpu_ddp.yaml` stopped by Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it): both workers stop after the same step with one complete checkpoint holding each rank's RNG
+    and logging state, one message is printed, and the command exits 0 only once the checkpoint is written (plain
+    `accelerate launch` dies with exit status 1 while the workers save). The rerun ends like an uninterrupted
+    2-process run, bit for bit."""
+    from tests.training.test_distributed import launch
 
     config = write_config(max_steps=MAX_STEPS, save_interval=6, valid_interval=8, log_interval=4, keep_last=2,
                           model_args={"embed_dim": 32, "encoder_layers": 1, "decoder_layers": 1,
                                       "encoder_attention_heads": 2, "decoder_attention_heads": 2,
                                       "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "dropout": 0.1})
-    script = REPO / "recipes" / "train_mt.py"
-    accelerate_launch("cpu_ddp.yaml", script, "-c", str(config), "--model-dir", str(tmp_path / "straight"))
+    straight = launch(_pasero_train_launcher("cpu_ddp.yaml", config, tmp_path / "straight"))
+    assert "values were not passed" not in straight.stderr
 
     model_dir = tmp_path / "resumed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", "0", str(script),
-               "-c", str(config), "--model-dir", str(model_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        log = model_dir / "train.log"
-        while not (log.exists() and "train | step 8 |" in log.read_text()):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)  # Ctrl-C reaches the launcher, which forwards it to the workers
-        _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    command = _pasero_train_launcher("cpu_ddp.yaml", config, model_dir)
+    returncode, stderr = _stop_when_logged(command, model_dir / "train.log", "train | step 8 |", signal.SIGINT,
+                                           whole_group=True)
+    assert returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     latest = checkpoints.latest_checkpoint(model_dir)
     step = checkpoints.checkpoint_step(latest)
     assert 8 <= step < MAX_STEPS, stderr[-3000:]
@@ -181,3 +199,18 @@ def test_two_process_ddp_stopped_by_a_signal_then_rerun_is_exact(write_config, t
     assert stderr.count("received SIGINT") == 1  # one message, from rank 0
     launch(command)
     assert_same_run(tmp_path / "straight", model_dir)
+
+
+def test_one_process_launcher_stopped_by_sigterm_exits_0_after_saving(write_config, tmp_path):
+    """`pasero-train --accelerate-config cpu.yaml` and `kill PID` (SIGTERM to the launcher alone, as a scheduler
+    sends it): the signal reaches the training process, which saves; the command then exits 0."""
+    config = write_config(max_steps=MAX_STEPS, save_interval=50, valid_interval=50, log_interval=2)
+    model_dir = tmp_path / "run"
+    returncode, stderr = _stop_when_logged(_pasero_train_launcher("cpu.yaml", config, model_dir),
+                                           model_dir / "train.log", "train | step 2 |", signal.SIGTERM,
+                                           whole_group=False)
+    assert returncode == 0, stderr[-3000:]
+    assert stderr.count("received SIGTERM") == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert "values were not passed" not in stderr
+    latest = checkpoints.latest_checkpoint(model_dir)
+    assert latest is not None and 2 <= checkpoints.checkpoint_step(latest) < MAX_STEPS

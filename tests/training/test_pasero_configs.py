@@ -193,6 +193,7 @@ def test_doc_level_config_is_refused_with_the_pasero_reason(pasero_train):
     status, out, err = pasero_train("-c", str(EXAMPLES / "Doc-level-MT" / "training.yaml"), "--dry-run")
     assert status == 2
     assert "training.yaml:12: option 'task' (Pasero) is not supported with value 'doc_level_translation'" in err
+    assert "the doc_level_translation task is not implemented" in err
     assert err.count("error:") == 1
 
 
@@ -238,8 +239,8 @@ def test_readme_table_lists_every_pasero_option():
 
 
 def test_sentencepiece_tokenizer(tmp_path, bible_dir):
-    """tokenizer: sentencepiece with the model's own vocabulary. (With a dict, the tokenizer layer calls
-    SentencePieceProcessor.SetVocabulary, which sentencepiece 0.2.x no longer has: a tokenization bug, reported.)"""
+    """tokenizer: sentencepiece with the model's own vocabulary, and with a fairseq dict that restricts it (Pasero's
+    SetVocabulary: pieces outside the dict are never produced, the text still round-trips)."""
     import sentencepiece
 
     from pasero_hf.training.run import load_tokenizer
@@ -254,6 +255,20 @@ def test_sentencepiece_tokenizer(tmp_path, bible_dir):
     ids = own(text)["input_ids"]
     assert ids[-1] == own.eos_token_id and max(ids) < len(own) and len(own) >= 200
     assert own.decode(ids, skip_special_tokens=True) == text
+
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "spm.model"))
+    used = pieces.EncodeAsPieces(text)
+    dropped = {piece for piece in used if len(piece) > 1}
+    assert dropped
+    kept = [pieces.IdToPiece(i) for i in range(3, pieces.GetPieceSize()) if pieces.IdToPiece(i) not in dropped]
+    (tmp_path / "dict.txt").write_text("".join(f"{piece} 1\n" for piece in kept), encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8") + "dict: dict.txt\n", encoding="utf-8")
+    restricted = load_tokenizer(load_training_config(["-c", str(config)]))
+    tokens = restricted.tokenize(text)
+    assert not dropped & set(tokens) and restricted.unk_token not in tokens, tokens
+    ids = restricted(text)["input_ids"]
+    assert restricted.unk_token_id not in ids
+    assert restricted.decode(ids, skip_special_tokens=True) == text
 
 
 def test_a_training_yaml_written_by_pasero_loads(fixtures_dir):

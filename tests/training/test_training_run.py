@@ -215,6 +215,18 @@ def test_patience_stops_after_validations_without_improvement(straight_run, tmp_
     assert result.global_step == 6  # best at step 2, no improvement at 4 and 6
 
 
+def test_patience_counter_survives_a_resume(straight_run, tmp_path):
+    """Stopped after one validation without improvement, then resumed: one more such validation ends the run (the
+    counter of validations without improvement is saved in the checkpoint, not restarted at 0)."""
+    config_path, _ = straight_run
+    options = ["-c", str(config_path), "--model-dir", str(tmp_path / "m"), "--lr-scheduler", "constant",
+               "--lr", "1e-30", "--valid-interval", "2", "--save-interval", "2", "--patience", "2",
+               "--early-stopping-metric", "loss"]
+    assert train(load_training_config([*options, "--max-steps", "4"])).global_step == 4  # best at 2, none at 4
+    result = train(load_training_config([*options, "--max-steps", "100"]))
+    assert result.global_step == 6  # no improvement at 6: the second one in a row
+
+
 def test_reset_optimizer_keeps_only_the_weights(straight_run, tmp_path):
     config_path, straight = straight_run
     model_dir = tmp_path / "model"

@@ -1,0 +1,52 @@
+"""Pretrained models under the same Accelerate configs and precisions as ours: 2-process DDP matches one process
+with the same effective batch (`virtual_dp_size`), and bf16 mixed precision trains and decodes."""
+
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pasero_hf.generation.text_generator import TextGenerator
+from pasero_hf.training.config import load_training_config
+from pasero_hf.training.run import train
+from tests.training.test_distributed import REPO, launch
+
+from .conftest import finetune_config
+
+
+def _losses(model_dir):
+    return [float(line.split(" | loss ")[1].split(" ")[0])
+            for line in (model_dir / "train.log").read_text(encoding="utf-8").splitlines() if " | loss " in line]
+
+
+@pytest.mark.distributed
+def test_ddp_matches_one_process_with_the_same_effective_batch(family_model_dirs, finetune_data_dir, tmp_path):
+    runs = {}
+    for name, accelerate_config in (("one", "cpu.yaml"), ("two", "cpu_ddp.yaml")):
+        model_dir = tmp_path / name
+        options = finetune_config(finetune_data_dir, family_model_dirs["m2m100"], model_dir, virtual_dp_size=2,
+                                  max_steps=2, valid_interval=2, log_interval=1, batch_size=300)
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(options), encoding="utf-8")
+        launch([sys.executable, "-m", "pasero_hf.cli.train", "--accelerate-config",
+                str(REPO / "accelerate_configs" / accelerate_config), "--main-process-port", "0", "-c", str(config)])
+        runs[name] = model_dir
+    assert _losses(runs["two"]) == pytest.approx(_losses(runs["one"]), rel=1e-4) and len(_losses(runs["one"])) == 2
+    one = load_file(str(runs["one"] / "model_last" / "model.safetensors"))
+    two = load_file(str(runs["two"] / "model_last" / "model.safetensors"))
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=1e-5), key
+
+
+def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data_dir, tmp_path):
+    result = train(load_training_config(**finetune_config(
+        finetune_data_dir, family_model_dirs["nllb"], tmp_path / "run", dtype="bfloat16", lora_rank=4,
+        max_steps=2, valid_interval=2)))
+    losses = _losses(tmp_path / "run")
+    assert result.global_step == 2 and all(0 < loss < 20 for loss in losses)
+    [[hypothesis]] = TextGenerator.from_pretrained(result.last_dir, max_output_len=5).decode(
+        "In the beginning", source_lang="en", target_lang="es")
+    assert hypothesis["tokens"]
