@@ -23,22 +23,18 @@ import psutil
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _config_value(path: Path, key: str) -> int | None:
-    import yaml
-
-    with open(path, encoding="utf-8") as handle:
-        value = (yaml.safe_load(handle) or {}).get(key)
-    return int(value) if value is not None else None
-
-
 def threads_per_process(config_file: Path) -> int:
     """What `--num_cpu_threads_per_process` gets: OMP_NUM_THREADS when set, else the physical cores shared by the
     processes of this machine (accelerate's own rule, passed explicitly so that it prints no warning about values
     that were not passed)."""
     if os.environ.get("OMP_NUM_THREADS"):
         return int(os.environ["OMP_NUM_THREADS"])
-    processes = _config_value(config_file, "num_processes") or 1
-    machines = _config_value(config_file, "num_machines") or 1
+    import yaml
+
+    with open(config_file, encoding="utf-8") as handle:
+        settings = yaml.safe_load(handle) or {}
+    processes = int(settings.get("num_processes") or 1)
+    machines = int(settings.get("num_machines") or 1)
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     return max(cores // max(processes // machines, 1), 1)
 
@@ -81,12 +77,7 @@ def run_supervised(command: Sequence[str]) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     try:
-        while True:
-            try:
-                returncode = process.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries wait() itself
-                continue
+        returncode = process.wait()  # a handled signal does not interrupt the wait (PEP 475)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -25,7 +25,7 @@ from pasero_hf.data.batching import truncate_keeping_eos
 from pasero_hf.data.corpora import Corpus, corpus_stamp
 from pasero_hf.data.reading import CorpusFormatError, read_pairs
 from pasero_hf.tokenization.dictionary import domain_tag as domain_tag_token
-from pasero_hf.tokenization.dictionary import insert_domain_tag
+from pasero_hf.tokenization.dictionary import insert_domain_tag, source_language_codes
 from pasero_hf.tokenization.dictionary import lang_code as lang_code_token
 from pasero_hf.tokenization.model_languages import ModelLanguages, set_tokenizer_langs
 
@@ -166,7 +166,7 @@ def tokenize_corpus(
         source_prefix = languages.source_text_prefix(corpus.source_lang, corpus.target_lang)
     lang_code_id = tag_id(tokenizer, lang_code_token(corpus.target_lang), "lang_code") if lang_code else None
     domain_tag_id = tag_id(tokenizer, domain_tag_token(corpus.domain), "domain_tag") if domain_tag else None
-    language_codes = int(lang_code) + int(bool(getattr(tokenizer, "source_lang_code", False)))
+    language_codes = source_language_codes(tokenizer, lang_code)
     fingerprint = datasets.fingerprint.Hasher.hash(
         [text._fingerprint, tokenizer_fingerprint(tokenizer), lang_code_id, train, _TOKENIZATION_VERSION]
         + ([source_prefix] if source_prefix else []) + ([domain_tag_id] if domain_tag else [])

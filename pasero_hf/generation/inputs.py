@@ -16,7 +16,7 @@ from typing import Any
 from pasero_hf.data.batching import truncate_keeping_eos
 from pasero_hf.data.prompts import PromptFormat
 from pasero_hf.generation.model_info import ModelInfo
-from pasero_hf.tokenization.dictionary import domain_tag, insert_domain_tag
+from pasero_hf.tokenization.dictionary import domain_tag, insert_domain_tag, source_language_codes
 from pasero_hf.tokenization.model_languages import ModelLanguages
 
 logger = logging.getLogger(__name__)
@@ -169,8 +169,8 @@ class InputEncoder:
         token = domain_tag(domain)
         if token not in self._vocab:
             raise ValueError(f"unknown domain {domain!r}: the tokenizer has no token {token}")
-        codes = int(bool(getattr(self.tokenizer, "lang_code", False)) or self.target_code_in_source)
-        codes += int(bool(getattr(self.tokenizer, "source_lang_code", False)))
+        target_code = bool(getattr(self.tokenizer, "lang_code", False)) or self.target_code_in_source
+        codes = source_language_codes(self.tokenizer, target_code)
         return [insert_domain_tag(ids, self._vocab[token], codes) if ids else ids for ids in sources]
 
     def _encode_targets(self, targets: Sequence[str]) -> list[list[int]]:

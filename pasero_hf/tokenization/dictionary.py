@@ -40,6 +40,12 @@ def domain_tag(domain: str) -> str:
     return f"<{DOMAIN_TAG_PREFIX}{domain}>"
 
 
+def source_language_codes(tokenizer, target_code: bool) -> int:
+    """How many language codes start a source: `<lang:tgt>` when `target_code` (Pasero's lang_code), then a Pasero
+    tokenizer's `<lang:src>` (source_lang_code)."""
+    return int(target_code) + int(bool(getattr(tokenizer, "source_lang_code", False)))
+
+
 def insert_domain_tag(ids: list[int], tag_id: int, language_codes: int) -> list[int]:
     """Source `ids` with the domain tag `tag_id` after their `language_codes` leading language codes: Pasero's
     source prefix order is `<lang:tgt>` (lang_code), `<lang:src>` (source_lang_code), `<domain:xx>` (domain_tag)."""
