@@ -455,7 +455,8 @@ def pasero_search(
     """
     if options is not None:
         return pasero_search(
-            model, input_ids, attention_mask, **options.search_kwargs(), prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions, generator=generator,
+            model, input_ids, attention_mask, **options.search_kwargs(), prefix_ids=prefix_ids,
+            model_kwargs=model_kwargs, output_attentions=output_attentions, generator=generator,
             encoder_outputs=encoder_outputs, return_scores=return_scores, streamer=streamer,
         )
     if n_best < 1:
