@@ -60,7 +60,7 @@ class Server:
     def __init__(self, model_dir: Path, batching: bool, threads: int, batch_wait_ms: float | None = None):
         self.port = free_port()
         command = [str(BIN / "pasero-serve"), f"{model_dir}:cpu", "--port", str(self.port), "--log-level", "warning",
-                   "--max-concurrent-requests", "256"]
+                   "--max-concurrent-requests", "256", "--request-timeout", "600"]  # one at a time queues long
         if not batching:
             command.append("--no-batching")
         elif batch_wait_ms is not None:
