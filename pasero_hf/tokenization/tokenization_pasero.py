@@ -117,8 +117,8 @@ class PaseroTokenizer(PreTrainedTokenizer):
                 target_dict_file or dict_file, dict_as_vocabulary, vocabulary_threshold)
             if target_dict_file is not None or self.dict_file is None:
                 self.target_dictionary = target_dictionary
-            if self.target_model_file is not None:
-                self.target_subword_model = target_model
+            # the same model file filtered by another dictionary is another model: targets keep to their vocabulary
+            self.target_subword_model = target_model
 
         self.source_lang_code = source_lang_code
         self.lang_code = lang_code
