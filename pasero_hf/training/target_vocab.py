@@ -37,6 +37,23 @@ def check_target_side(config: TrainingConfig) -> None:
                           f"its own vocabulary)")
     for option in options:
         config.resolve_data_path(getattr(config.tokenization, option), option)
+    if config.tokenization.target_dict:
+        check_separate_embeddings(config, "target_dict")
+
+
+def check_separate_embeddings(config: TrainingConfig, option: str) -> None:
+    """A target vocabulary needs `shared_embeddings: false` (set, or the default of `arch`)."""
+    shared = config.model.hyperparameters.get("shared_embeddings")
+    origin = "set"
+    if shared is None:
+        defaults = {field.name: field.default for field in dataclasses.fields(PaseroConfig)}
+        shared = ARCHITECTURES.get(config.model.arch, {}).get("shared_embeddings", defaults["shared_embeddings"])
+        origin = f"the default of arch {config.model.arch!r}"
+    if shared:
+        raise ConfigError(
+            f"{option}: {getattr(config.tokenization, option)} gives the target side its own vocabulary, which needs "
+            f"shared_embeddings: false (shared_embeddings is true, {origin}): one embedding matrix cannot index two "
+            f"dictionaries; set shared_embeddings: false (--no-shared-embeddings)")
 
 
 def target_tokenizer_files(config: TrainingConfig) -> dict[str, str]:
@@ -56,16 +73,6 @@ def vocabulary_sizes(config: TrainingConfig, tokenizer) -> dict[str, Any]:
     """`vocab_size` (the decoder's) and, with a target dictionary, `encoder_vocab_size` (the source's)."""
     if not getattr(tokenizer, "separate_vocabs", False):
         return {"vocab_size": len(tokenizer)}
-    hyperparameters = config.model.hyperparameters
-    shared = hyperparameters.get("shared_embeddings")
-    origin = "set"
-    if shared is None:
-        defaults = {field.name: field.default for field in dataclasses.fields(PaseroConfig)}
-        shared = ARCHITECTURES.get(config.model.arch, {}).get("shared_embeddings", defaults["shared_embeddings"])
-        origin = f"the default of arch {config.model.arch!r}"
-    if shared:
-        raise ConfigError(
-            f"target_dict: {config.tokenization.target_dict} is a separate target vocabulary, which needs "
-            f"shared_embeddings: false (shared_embeddings is true, {origin}): one embedding matrix cannot index two "
-            f"dictionaries; set shared_embeddings: false (--no-shared-embeddings)")
+    # (a SentencePiece target model without a dict has its own vocabulary too)
+    check_separate_embeddings(config, "target_dict" if config.tokenization.target_dict else "target_tokenizer_path")
     return {"vocab_size": tokenizer.target_vocab_size, "encoder_vocab_size": tokenizer.vocab_size}
