@@ -9,6 +9,7 @@ every token the original generates on the test lines, and the outputs must equal
 `pasero-decode` outputs (tests/fixtures/pasero-tiny-en-es/test.greedy.es).
 """
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -125,6 +126,22 @@ def test_decoding_gives_the_original_pasero_outputs(converted, fixtures_dir, bib
     first = outputs[0][0]
     assert first["src_tokens"] == [source_dictionary.tokens[i] for i in generator.tokenizer(sources[0])["input_ids"]]
     assert all(token in target_dictionary for token in first["tokens"])
+
+
+def test_ctranslate2_export_keeps_both_vocabularies(converted, fixtures_dir, bible_dir, tmp_path):
+    """The exported CTranslate2 model has the two vocabularies and decodes as the original Pasero did."""
+    from pasero_hf.export import export_ctranslate2
+
+    exported = export_ctranslate2(converted, tmp_path / "ct2")
+    assert not (exported / "shared_vocabulary.json").exists()
+    source = json.loads((exported / "source_vocabulary.json").read_text())
+    target = json.loads((exported / "target_vocabulary.json").read_text())
+    assert source == Dictionary.from_file(converted / "dict.txt").tokens
+    assert target == Dictionary.from_file(converted / "target_dict.txt").tokens
+    sources = (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()[:LINES]
+    references = (fixtures_dir / "pasero-tiny-en-es" / "test.greedy.es").read_text(encoding="utf-8").splitlines()
+    generator = TextGenerator.from_pretrained(exported, beam_size=1, max_output_len=100)
+    assert [nbest[0]["detok"] for nbest in generator.decode(*sources)] == references[:LINES]
 
 
 def test_converted_tokenizer_works_as_remote_code(converted, tmp_path, bible_dir):
