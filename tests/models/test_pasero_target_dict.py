@@ -6,7 +6,8 @@ its dictionary, and decoder embeddings that are the matching rows of its embeddi
 false`, the output projection tied to them). That model computes the original's target logits restricted to the
 subset, so its greedy outputs are the original's whenever the original's choices are in the subset: the subset keeps
 every token the original generates on the test lines, and the outputs must equal the original Pasero's own
-`pasero-decode` outputs (tests/fixtures/pasero-tiny-en-es/test.greedy.es).
+`pasero-decode` outputs (tests/fixtures/pasero-tiny-en-es/test.greedy.es). The original Pasero was also run on this
+very model (tests/fixtures/pasero-target-dict/reference.json): greedy and beam-5 tokens, text and scores must match.
 """
 
 import json
@@ -43,12 +44,12 @@ def _original_greedy_ids(converted_dir: Path, sources: list[str]) -> list[list[i
     return outputs
 
 
-@pytest.fixture(scope="module")
-def target_dict_model(fixtures_dir, converted_tiny_dir, bible_dir, tmp_path_factory):
-    """(Pasero model directory trained 'with target_dict', kept original ids in new-id order, greedy ids)."""
-    tiny = fixtures_dir / "pasero-tiny-en-es"
-    sources = (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()[:LINES]
-    greedy = _original_greedy_ids(converted_tiny_dir, sources)
+def build_target_dict_model(tiny: Path, converted_tiny: Path, sources: list[str],
+                            model_dir: Path) -> tuple[list[int], list[list[int]]]:
+    """Write the 'trained with target_dict' Pasero model directory; returns the kept original ids in new-id order
+    and the original's greedy outputs of `sources`.
+    (Also used by tests/fixtures/pasero-target-dict/make_reference.py, which decodes it with the original Pasero.)"""
+    greedy = _original_greedy_ids(converted_tiny, sources)
     dictionary = Dictionary.from_file(tiny / "dict.txt")
     needed = sorted({index for row in greedy for index in row} | set(range(4, 9)))  # <T> <U> <BT>... always kept
     others = sorted(set(range(4, len(dictionary))) - set(needed))
@@ -57,7 +58,6 @@ def target_dict_model(fixtures_dir, converted_tiny_dir, bible_dir, tmp_path_fact
     rng.shuffle(kept)
     kept = [0, 1, 2, 3] + [index for index in kept if index >= 4]  # fairseq's specials keep ids 0-3
 
-    model_dir = tmp_path_factory.mktemp("pasero-target-dict") / "model"
     shutil.copytree(tiny, model_dir)
     (model_dir / "dict.es.txt").write_text(
         "".join(f"{dictionary.tokens[i]} {dictionary.counts[i]}\n" for i in kept[4:]), encoding="utf-8")
@@ -71,6 +71,15 @@ def target_dict_model(fixtures_dir, converted_tiny_dir, bible_dir, tmp_path_fact
         options = yaml.safe_load((model_dir / name).read_text())
         options.update(edit)
         (model_dir / name).write_text(yaml.safe_dump(options))
+    return kept, greedy
+
+
+@pytest.fixture(scope="module")
+def target_dict_model(fixtures_dir, converted_tiny_dir, bible_dir, tmp_path_factory):
+    """(Pasero model directory trained 'with target_dict', kept original ids in new-id order, greedy ids)."""
+    sources = (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()[:LINES]
+    model_dir = tmp_path_factory.mktemp("pasero-target-dict") / "model"
+    kept, greedy = build_target_dict_model(fixtures_dir / "pasero-tiny-en-es", converted_tiny_dir, sources, model_dir)
     return model_dir, kept, greedy
 
 
@@ -113,19 +122,28 @@ def test_logits_are_the_original_rows(converted, converted_tiny_dir, target_dict
     torch.testing.assert_close(new_logits, old_logits[:, :, kept], rtol=1e-5, atol=1e-5)
 
 
-def test_decoding_gives_the_original_pasero_outputs(converted, fixtures_dir, bible_dir):
-    """TextGenerator (what pasero-decode runs): greedy outputs equal the original Pasero's, detokenized with the
-    target dictionary; source tokens are read with the source one."""
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_decoding_gives_the_original_pasero_outputs(converted, target_dict_model, fixtures_dir, bible_dir, beam_size):
+    """TextGenerator (what pasero-decode runs) equals the ORIGINAL Pasero decoding this very model
+    (pasero-target-dict/reference.json, made by its make_reference.py): tokens, text and scores, greedy and beam 5.
+    Greedy outputs are also the original's on the shared-vocabulary fixture. Source tokens are read with the source
+    dictionary."""
+    _, kept, _ = target_dict_model
+    reference = json.loads((fixtures_dir / "pasero-target-dict" / "reference.json").read_text(encoding="utf-8"))
+    assert reference["kept_ids"] == kept  # the model the reference was made with
     sources = (bible_dir / "test.en").read_text(encoding="utf-8").splitlines()[:LINES]
-    references = (fixtures_dir / "pasero-tiny-en-es" / "test.greedy.es").read_text(encoding="utf-8").splitlines()
-    generator = TextGenerator.from_pretrained(converted, beam_size=1, max_output_len=100)
-    outputs = generator.decode(*sources)
-    assert [nbest[0]["detok"] for nbest in outputs] == references[:LINES]
+    generator = TextGenerator.from_pretrained(converted, beam_size=beam_size, max_output_len=100)
+    outputs = [nbest[0] for nbest in generator.decode(*sources, return_scores=True)]
+    expected = reference[f"beam_{beam_size}"]
+    assert [o["tokens"] for o in outputs] == [e["tokens"] for e in expected]
+    assert [o["detok"] for o in outputs] == [e["detok"] for e in expected]
+    assert max(abs(o["score"] - e["score"]) for o, e in zip(outputs, expected)) < 1e-4
+    if beam_size == 1:
+        greedy = (fixtures_dir / "pasero-tiny-en-es" / "test.greedy.es").read_text(encoding="utf-8").splitlines()
+        assert [o["detok"] for o in outputs] == greedy[:LINES]
     source_dictionary = Dictionary.from_file(converted / "dict.txt")
-    target_dictionary = Dictionary.from_file(converted / "target_dict.txt")
-    first = outputs[0][0]
-    assert first["src_tokens"] == [source_dictionary.tokens[i] for i in generator.tokenizer(sources[0])["input_ids"]]
-    assert all(token in target_dictionary for token in first["tokens"])
+    source_ids = generator.tokenizer(sources[0])["input_ids"]
+    assert outputs[0]["src_tokens"] == [source_dictionary.tokens[i] for i in source_ids]
 
 
 def test_ctranslate2_export_keeps_both_vocabularies(converted, fixtures_dir, bible_dir, tmp_path):
