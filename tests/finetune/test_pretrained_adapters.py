@@ -143,3 +143,49 @@ def test_adapter_conflicts_fail_before_training(case, family_model_dirs, finetun
     with pytest.raises(ConfigError, match=expected):
         prepare_trainer(load_training_config(**options))
     assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+@pytest.mark.slow
+def test_adapters_pushed_alone_decode_on_their_base_by_repo_id(adapter_run, family_model_dirs, tmp_path):
+    """`pasero-push --adapters-only` of the run's adapters, then a fresh process decodes the repo id: the base comes
+    from the Hub as pasero_adapters.json names it, the adapters from their own small repo."""
+    import json
+    import os
+
+    from huggingface_hub import HfApi
+
+    from pasero_hf.hub import push_to_hub
+    from tests.hub.conftest import TOKEN
+    from tests.hub_server import HubServer
+
+    model, _, result = adapter_run
+    source = "In the beginning God created the heaven and the earth."
+    [[expected]] = TextGenerator.from_pretrained(result.last_dir).decode(source, source_lang="es", target_lang="en")
+    with HubServer(tmp_path / "hub") as hub:
+        push_to_hub(family_model_dirs["m2m100"], "pasero/tiny-m2m100", endpoint=hub.url, token=TOKEN,
+                    lang_pairs=["en-es", "es-en"])
+        push_to_hub(result.last_dir, "pasero/tiny-m2m100-adapters", adapters_only=True, base_model="pasero/tiny-m2m100",
+                    endpoint=hub.url, token=TOKEN)
+        files = set(HfApi(endpoint=hub.url, token=TOKEN).list_repo_files("pasero/tiny-m2m100-adapters"))
+        assert {"adapters.safetensors", "pasero_adapters.json", "tokenizer_config.json", "README.md"} <= files
+        assert not files & {"config.json", "model.safetensors"}
+        code = f"""
+import json, torch
+from pasero_hf.generation.text_generator import TextGenerator
+from pasero_hf.hub import load_adapter_model
+generator = TextGenerator.from_pretrained("pasero/tiny-m2m100-adapters")
+[[hypothesis]] = generator.decode({source!r}, source_lang="es", target_lang="en")
+model = load_adapter_model("pasero/tiny-m2m100-adapters")
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor({IDS.tolist()}), decoder_input_ids=torch.tensor({DECODER_IDS.tolist()}),
+                   source_lang="en", target_lang="es").logits
+print(json.dumps({{"detok": hypothesis["detok"], "logits": logits[0, -1].tolist()}}))
+"""
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"), OMP_NUM_THREADS="1",
+                   HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        completed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    pulled = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert pulled["detok"] == expected["detok"]
+    assert torch.equal(torch.tensor(pulled["logits"]), logits(model, "en", "es")[0, -1])
