@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from pasero_hf.generation.text_generator import TextGenerator
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import train
-from tests.training.test_distributed import REPO, check_fsdp_step, launch
+from tests.training.test_distributed import REPO, check_fsdp_step, check_tensor_parallel, launch
 
 from .conftest import finetune_config
 
@@ -41,26 +41,43 @@ def test_ddp_matches_one_process_with_the_same_effective_batch(family_model_dirs
         assert torch.allclose(one[key], two[key], atol=1e-5), key
 
 
-@pytest.mark.distributed
-@pytest.mark.slow
-def test_fsdp2_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
-    """The FSDP2 check of Pasero models (tests/training/fsdp_worker.py) on a tiny pretrained M2M100 loaded as
-    `--model` loads it, with a batch of its own tokenizer: sharded step = unsharded step, exact sharded reload."""
+def m2m100_batch(model_dir, data_dir, path) -> dict:
+    """4 en->es pairs of the validation set, tokenized by the model's tokenizer (saved to `path` for workers)."""
     from transformers import AutoTokenizer
 
     from pasero_hf.models.pasero.modeling_pasero import shift_tokens_right
 
-    model_dir = family_model_dirs["m2m100"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, src_lang="en", tgt_lang="es")
-    lines = {lang: (finetune_data_dir / f"valid.{lang}").read_text(encoding="utf-8").splitlines()[:4]
-             for lang in ("en", "es")}
+    lines = {lang: (data_dir / f"valid.{lang}").read_text(encoding="utf-8").splitlines()[:4] for lang in ("en", "es")}
     batch = tokenizer(lines["en"], text_target=lines["es"], padding=True, truncation=True, max_length=24,
                       return_tensors="pt")
     labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels,
               "decoder_input_ids": shift_tokens_right(labels, tokenizer.pad_token_id, tokenizer.eos_token_id)}
-    torch.save(inputs, tmp_path / "inputs.pt")
-    check_fsdp_step(model_dir, inputs, tmp_path)
+    torch.save(inputs, path)
+    return inputs
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_fsdp2_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
+    """The FSDP2 check of Pasero models (tests/training/fsdp_worker.py) on a tiny pretrained M2M100 loaded as
+    `--model` loads it, with a batch of its own tokenizer: sharded step = unsharded step, exact sharded reload."""
+    model_dir = family_model_dirs["m2m100"]
+    check_fsdp_step(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_tensor_parallel_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
+    """transformers gives M2M100 no tp_plan ("auto" is refused); Pasero's Megatron plan fits its layers as they are
+    (same module names): logits, gradients and generate() under 2-way TP = one process."""
+    from pasero_hf.models.pasero import PaseroConfig
+
+    model_dir = family_model_dirs["m2m100"]
+    plan = {f"model.{key}": value for key, value in PaseroConfig.base_model_tp_plan.items()}
+    check_tensor_parallel(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path,
+                          plan=plan)
 
 
 def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data_dir, tmp_path):
