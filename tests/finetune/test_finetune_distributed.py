@@ -89,3 +89,27 @@ def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data
     [[hypothesis]] = TextGenerator.from_pretrained(result.last_dir, max_output_len=5).decode(
         "In the beginning", source_lang="en", target_lang="es")
     assert hypothesis["tokens"]
+
+
+@pytest.mark.parametrize("config_file", ["fsdp.yaml", "tp.yaml"])
+def test_fsdp_configs_shard_the_layers_of_pasero_and_pretrained_models(config_file, family_model_dirs):
+    """accelerate's FSDP2 wrap policy from the config's fsdp_config finds the layers of a Pasero model and of a
+    pretrained M2M100 (a config naming Pasero's layer classes stops a `--model` run: "Could not find the transformer
+    layer class")."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from transformers import AutoModelForSeq2SeqLM
+
+    from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+
+    fsdp = yaml.safe_load((REPO / "accelerate_configs" / config_file).read_text(encoding="utf-8"))["fsdp_config"]
+    pasero = PaseroForConditionalGeneration(PaseroConfig(vocab_size=48, embed_dim=16, encoder_layers=2,
+                                                         decoder_layers=1, encoder_ffn_dim=32, decoder_ffn_dim=32))
+    pretrained = AutoModelForSeq2SeqLM.from_pretrained(family_model_dirs["m2m100"])
+    for model, layers in ((pasero, ["PaseroEncoderLayer"] * 2 + ["PaseroDecoderLayer"]),
+                          (pretrained, ["M2M100EncoderLayer", "M2M100DecoderLayer"])):
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+            transformer_cls_names_to_wrap=fsdp.get("fsdp_transformer_layer_cls_to_wrap"))
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+        assert [type(module).__name__ for module in model.modules() if policy(module)] == layers
