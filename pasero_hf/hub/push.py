@@ -214,6 +214,8 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
         files: dict[str, Path | bytes] = dict(collect_files(model_dir, adapters_only=adapters_only,
                                                             base_model=base_model, workdir=Path(workdir)))
         try:
+            if adapters_only and ADAPTERS_INFO in files and base_model is None:  # as pasero_adapters.json names it
+                base_model = json.loads(Path(files[ADAPTERS_INFO]).read_text())["base_model"]
             card = render_model_card(model_dir, repo_id, kind="adapters" if adapters_only else None,
                                      base_model=base_model, **card_options)
             check_card(card)
