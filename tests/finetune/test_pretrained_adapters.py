@@ -189,3 +189,27 @@ print(json.dumps({{"detok": hypothesis["detok"], "logits": logits[0, -1].tolist(
     pulled = json.loads(completed.stdout.strip().splitlines()[-1])
     assert pulled["detok"] == expected["detok"]
     assert torch.equal(torch.tensor(pulled["logits"]), logits(model, "en", "es")[0, -1])
+
+
+def test_adapter_run_resumes_exactly(family_model_dirs, finetune_data_dir, tmp_path):
+    """Checkpoints hold the adapters alone: 2 steps, then the same command to 4 = 4 uninterrupted steps."""
+    def options(run):
+        return finetune_config(finetune_data_dir, family_model_dirs["m2m100"], tmp_path / run,
+                               encoder_adapters_by=["source_lang"], decoder_adapters_by=["target_lang"],
+                               encoder_adapter_dim=8, decoder_adapter_dim=8)
+
+    def run(**overrides):
+        config = load_training_config(**{**options(overrides.pop("run")), **overrides})
+        return finish_training(config, *prepare_trainer(config))
+
+    straight = run(run="straight")
+    assert run(run="resumed", max_steps=2).global_step == 2
+    checkpoint = load_file(str(tmp_path / "resumed" / "checkpoint-2" / "model.safetensors"))
+    assert checkpoint and all("adapters" in key.split(".") for key in checkpoint)
+    resumed = run(run="resumed")
+    assert resumed.global_step == 4 and "resuming from" in (tmp_path / "resumed" / "train.log").read_text()
+    a = load_file(str(straight.last_dir / "adapters.safetensors"))
+    b = load_file(str(resumed.last_dir / "adapters.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key

@@ -13,7 +13,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.fsdp import fully_shard
-
 from transformers import AutoModelForSeq2SeqLM
 
 import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
