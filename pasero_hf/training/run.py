@@ -44,6 +44,7 @@ from pasero_hf.training.pretrained import (
     trim_pretrained_vocabulary,
 )
 from pasero_hf.training.quiet import datasets_bars_disabled
+from pasero_hf.training.target_vocab import target_tokenizer_files, vocabulary_sizes
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -189,12 +190,14 @@ def _named_tokenizer(config: TrainingConfig):
             tokenizer_type="sentencepiece",
             spm_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
             dict_file=str(config.resolve_data_path(opts.dict, "dict")) if opts.dict else None,
+            **target_tokenizer_files(config),
         )
     if not opts.tokenizer_path or not opts.dict:
         raise ConfigError("tokenizer_path and dict: both required with tokenizer 'pasero' (BPE codes and dict.txt)")
     return PaseroTokenizer(
         bpe_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
         dict_file=str(config.resolve_data_path(opts.dict, "dict")),
+        **target_tokenizer_files(config),
     )
 
 
@@ -210,7 +213,7 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
     try:
         return PaseroConfig.from_arch(
             opts.arch,
-            vocab_size=len(tokenizer),
+            **vocabulary_sizes(config, tokenizer),  # with target_dict: the target's, and encoder_vocab_size
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,
@@ -407,7 +410,9 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     else:
         if config.pretrained.model and config.run.ckpt and not config.run.continue_:
             load_initial_weights(pretrained.model, initial_checkpoint(config.run.ckpt))
-        model = finetuning_model(config, pretrained)
+        data_adapters = {side: adapter_names_for_data(getattr(config.model, f"{side}_adapters_by") or [],
+                                                      train_stream.corpora) for side in ("encoder", "decoder")}
+        model = finetuning_model(config, pretrained, data_adapters)
     if resume is not None and config.run.reset_optimizer:
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
         load_initial_weights(_base_model(model), resume)
@@ -421,6 +426,8 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
                     settings[key] = languages.model_code(settings[key], side) if languages.codes else None
                 except ValueError:  # a side the family does not mark (Marian sources): no default to save
                     settings[key] = None
+            if settings.get(key) is None:  # several languages: M2M100/NLLB tokenizers refuse None, keep their own
+                settings.pop(key, None)
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
