@@ -3,15 +3,13 @@ effective batch (the MT check of tests/training/test_distributed.py, on a causal
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.lm.conftest import lm_options
 from tests.training.test_distributed import HERE as TRAINING_TESTS
-from tests.training.test_distributed import accelerate_launch
+from tests.training.test_distributed import accelerate_launch, assert_probes_match
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -30,16 +28,7 @@ def test_lm_ddp_two_processes_match_one_process_with_the_same_effective_batch(ll
         accelerate_launch(accelerate_config, TRAINING_TESTS / "ddp_probe.py", str(out), *options)
         runs[name] = out
 
-    one = json.loads((runs["one"] / "probe.rank0.json").read_text())
-    ranks = [json.loads((runs["two"] / f"probe.rank{r}.json").read_text()) for r in (0, 1)]
-    assert one["world_size"] == 1 and one["gradient_accumulation_steps"] == 2
-    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["gradient_accumulation_steps"] == 1
-    for step in range(3):
-        rank_batches = [r["batches"][step][0] for r in ranks]
-        assert rank_batches[0] != rank_batches[1]
-        assert rank_batches == one["batches"][step]
-        assert ranks[0]["checksums"][step] == ranks[1]["checksums"][step]
-    assert ranks[0]["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert_probes_match(runs["one"], runs["two"], steps=3)
     adapters = {name: load_file(str(run / "model" / "model_last" / "adapter_model.safetensors"))
                 for name, run in runs.items()}
     assert adapters["one"].keys() == adapters["two"].keys() and adapters["one"]
