@@ -51,6 +51,30 @@ def init_adapter_projection(projection: nn.Linear) -> None:
     init.zeros_(projection.bias)
 
 
+class PaseroAdapterLayer:
+    """Adapter handling of an encoder or decoder layer (with its `fc1`): the adapters stacked on its output."""
+
+    def init_adapters(self, config, side: str, layer_idx: int) -> None:
+        self.adapter_dim = getattr(config, f"{side}_adapter_dim")
+        self.adapter_zero_init = config.adapter_zero_init
+        self.adapters = nn.ModuleDict()
+        layer_ids = getattr(config, f"{side}_adapter_layer_ids")
+        if self.adapter_dim and (layer_ids is None or layer_idx in layer_ids):
+            for name in getattr(config, f"{side}_adapters") or []:
+                self.add_adapter(name)
+
+    def add_adapter(self, name: str) -> None:
+        parameter = self.fc1.weight
+        self.adapters[name] = PaseroAdapter(self.fc1.in_features, self.adapter_dim, self.adapter_zero_init).to(
+            device=parameter.device, dtype=parameter.dtype
+        )
+
+    def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
+        for name in adapter_names:
+            if name in self.adapters:
+                x = self.adapters[name](x)
+        return x
+
 
 class PaseroAdapterStack:
     """Adapter handling of an encoder or decoder stack (`side`, `config`, `layers`)."""
@@ -94,7 +118,7 @@ class PaseroAdapterStack:
                 f"{self.side} adapter '{name}' has no weights in the checkpoint (layers {layer_ids}): disabled"
             )
 
-    def resolve_adapters(self, selectors: dict[str, str | None]) -> list[str]:
+    def resolve_adapters(self, selectors: dict) -> list[str]:
         """Adapters to stack for this batch: the explicit selection, else the ones `*_adapters_by` picks from the
         batch's languages/domain, else all the configured ones. Names without weights are skipped with a warning."""
         if not getattr(self.config, f"{self.side}_adapter_dim"):
