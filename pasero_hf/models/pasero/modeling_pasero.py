@@ -199,16 +199,17 @@ class _PaseroLayer(PaseroAdapterLayer, GradientCheckpointingLayer):
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps)
         self.init_adapters(config, side, layer_idx)
 
-    def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, block: Callable[[torch.Tensor], torch.Tensor]):
-        """Residual block with the configured norm placement."""
+    def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, block: Callable) -> tuple[torch.Tensor, ...]:
+        """Residual block with the configured norm placement; returns the new states and the block's extra outputs."""
         residual = x
         if self.prenorm:
             x = norm(x)
-        x = residual + self.dropout(block(x))
-        return x if self.prenorm else norm(x)
+        x, *extra = block(x)
+        x = residual + self.dropout(x)
+        return (x if self.prenorm else norm(x), *extra)
 
-    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(self.activation(self.fc1(x))))
+    def feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.fc2(self.activation_dropout(self.activation(self.fc1(x)))),)
 
 
 class PaseroEncoderLayer(_PaseroLayer):
@@ -221,14 +222,15 @@ class PaseroEncoderLayer(_PaseroLayer):
         attention_mask: torch.Tensor | None,
         adapter_names: Sequence[str] = (),
         **kwargs,
-    ) -> torch.Tensor:
-        hidden_states = self.sublayer(
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's output states and its self-attention weights (None unless `output_attentions`)."""
+        hidden_states, weights = self.sublayer(
             hidden_states,
             self.self_attn_layer_norm,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs)[0],
+            lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs),
         )
-        hidden_states = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
-        return self.apply_adapters(hidden_states, adapter_names)
+        (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
+        return self.apply_adapters(hidden_states, adapter_names), weights
 
 
 class PaseroDecoderLayer(_PaseroLayer):
@@ -246,19 +248,20 @@ class PaseroDecoderLayer(_PaseroLayer):
         cache: EncoderDecoderCache | None = None,
         adapter_names: Sequence[str] = (),
         **kwargs,
-    ) -> torch.Tensor:
-        hidden_states = self.sublayer(
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The layer's output states, its self- and cross-attention weights (None unless `output_attentions`)."""
+        hidden_states, self_weights = self.sublayer(
             hidden_states,
             self.self_attn_layer_norm,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, **kwargs)[0],
+            lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, **kwargs),
         )
-        hidden_states = self.sublayer(
+        hidden_states, cross_weights = self.sublayer(
             hidden_states,
             self.encoder_attn_layer_norm,
-            lambda x: self.encoder_attn(x, encoder_hidden_states, encoder_attention_mask, cache, **kwargs)[0],
+            lambda x: self.encoder_attn(x, encoder_hidden_states, encoder_attention_mask, cache, **kwargs),
         )
-        hidden_states = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
-        return self.apply_adapters(hidden_states, adapter_names)
+        (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
+        return self.apply_adapters(hidden_states, adapter_names), self_weights, cross_weights
 
 
 class PaseroPreTrainedModel(PreTrainedModel):
@@ -374,7 +377,7 @@ class PaseroEncoder(_PaseroStack):
         x = self.embed(input_ids, inputs_embeds, offset=0)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask)
         for layer in self.layers:
-            x = layer(x, mask, adapter_names=adapters, **kwargs)
+            x, _ = layer(x, mask, adapter_names=adapters, **kwargs)
         return BaseModelOutput(last_hidden_state=x if self.layer_norm is None else self.layer_norm(x))
 
 
@@ -422,7 +425,7 @@ class PaseroDecoder(_PaseroStack):
         self_mask = create_causal_mask(self.config, x, attention_mask, self_cache, allow_is_causal_skip=allow_skip)
         cross_mask = create_bidirectional_mask(self.config, x, encoder_attention_mask, encoder_hidden_states)
         for layer in self.layers:
-            x = layer(x, self_mask, encoder_hidden_states, cross_mask, cache=cache, adapter_names=adapters, **kwargs)
+            x, *_ = layer(x, self_mask, encoder_hidden_states, cross_mask, cache=cache, adapter_names=adapters, **kwargs)
         last_hidden_state = x if self.layer_norm is None else self.layer_norm(x)
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=last_hidden_state, cache=cache)
 
