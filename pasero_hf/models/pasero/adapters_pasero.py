@@ -14,7 +14,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.utils import logging
 
-from .configuration_pasero import adapter_name, check_adapter_name
+from .configuration_pasero import PaseroConfig, adapter_name, check_adapter_name
 
 logger = logging.get_logger(__name__)
 _KEEP = object()  # "leave this side's adapter selection as it is" in `set_active_adapters`
@@ -54,7 +54,7 @@ def init_adapter_projection(projection: nn.Linear) -> None:
 class PaseroAdapterLayer:
     """Adapter handling of an encoder or decoder layer (with its `fc1`): the adapters stacked on its output."""
 
-    def init_adapters(self, config, side: str, layer_idx: int) -> None:
+    def init_adapters(self, config: PaseroConfig, side: str, layer_idx: int) -> None:
         self.adapter_dim = getattr(config, f"{side}_adapter_dim")
         self.adapter_zero_init = config.adapter_zero_init
         self.adapters = nn.ModuleDict()
