@@ -118,7 +118,7 @@ class PaseroAdapterStack:
                 f"{self.side} adapter '{name}' has no weights in the checkpoint (layers {layer_ids}): disabled"
             )
 
-    def resolve_adapters(self, selectors: dict) -> list[str]:
+    def resolve_adapters(self, selectors: dict[str, str | None]) -> list[str]:
         """Adapters to stack for this batch: the explicit selection, else the ones `*_adapters_by` picks from the
         batch's languages/domain, else all the configured ones. Names without weights are skipped with a warning."""
         if not getattr(self.config, f"{self.side}_adapter_dim"):
