@@ -407,7 +407,9 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
     else:
         if config.pretrained.model and config.run.ckpt and not config.run.continue_:
             load_initial_weights(pretrained.model, initial_checkpoint(config.run.ckpt))
-        model = finetuning_model(config, pretrained)
+        data_adapters = {side: adapter_names_for_data(getattr(config.model, f"{side}_adapters_by") or [],
+                                                      train_stream.corpora) for side in ("encoder", "decoder")}
+        model = finetuning_model(config, pretrained, data_adapters)
     if resume is not None and config.run.reset_optimizer:
         # Pasero's --reset-optimizer: the checkpoint's weights only; step, optimizer, schedule and data start over
         load_initial_weights(_base_model(model), resume)
@@ -421,6 +423,8 @@ def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopC
                     settings[key] = languages.model_code(settings[key], side) if languages.codes else None
                 except ValueError:  # a side the family does not mark (Marian sources): no default to save
                     settings[key] = None
+            if settings.get(key) is None:  # several languages: M2M100/NLLB tokenizers refuse None, keep their own
+                settings.pop(key, None)
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)
