@@ -332,6 +332,11 @@ class _PaseroStack(PaseroAdapterStack, PaseroPreTrainedModel):
         self._warned_missing: set[str] = set()
         self.post_init()
 
+    def init_parallel_plans(self) -> None:
+        # `PaseroConfig.base_model_tp_plan` names the model's `encoder.`/`decoder.` modules: the model applies it
+        super().init_parallel_plans()
+        self._tp_plan = {}
+
     # -- embeddings ------------------------------------------------------------------------------------------
     def embed(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, offset: int
