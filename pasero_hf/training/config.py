@@ -285,8 +285,8 @@ class RunOptions:
         False, "resolve the configuration, check every data file, print the configuration and the corpus table, "
                "then exit without training or writing anything")
     onednn: bool = _option(
-        True, "on CPU, float32 linear layers multiply through oneDNN where timed clearly faster on this CPU (about 2x "
-        "per product on AMD Zen 5)"
+        True, "on CPU, float32 linear layers multiply through oneDNN on AMD CPUs with AVX-512, where MKL does not use "
+        "it (about 2x per product on AMD Zen 5)"
     )
     push_to_hub: str | None = _option(
         None, "Hub repo USER/NAME: at the end of training, push model_best with its model card (one commit; the repo "
