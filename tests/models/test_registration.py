@@ -1,0 +1,61 @@
+"""Auto-class registration without import-time tricks: `import pasero_hf` and `import pasero_hf.tokenization` load
+neither torch nor transformers; `import pasero_hf.models` (or `pasero_hf.register()`, or any pasero-hf entry point)
+makes the Auto classes know our model types. Each check runs in a fresh interpreter, not this test process."""
+
+import subprocess
+import sys
+
+
+def run_python(code: str, cwd=None) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_tokenization_imports_neither_torch_nor_transformers():
+    out = run_python(
+        "import sys, pasero_hf, pasero_hf.tokenization\n"
+        "from pasero_hf.tokenization import PaseroBPE, Dictionary, detokenize, train_bpe\n"
+        "from pasero_hf.tokenization import cli\n"
+        "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))"
+    )
+    assert out == "[]"
+
+
+TINY = ("config = AutoConfig.for_model('pasero', encoder_layers=1, decoder_layers=1, embed_dim=8, vocab_size=16,\n"
+        "    encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8)\n"
+        "print(type(AutoModelForSeq2SeqLM.from_config(config)).__name__,"
+        " AutoConfig.for_model('pasero_nllb_moe').model_type)")
+
+
+def test_import_pasero_hf_models_registers_the_auto_classes():
+    out = run_python("import pasero_hf.models\nfrom transformers import AutoConfig, AutoModelForSeq2SeqLM\n" + TINY)
+    assert out == "PaseroForConditionalGeneration pasero_nllb_moe"
+
+
+def test_register_after_the_auto_classes_were_imported():
+    out = run_python("from transformers import AutoConfig, AutoModelForSeq2SeqLM\nimport pasero_hf\n"
+                     "pasero_hf.register()\n" + TINY)
+    assert out == "PaseroForConditionalGeneration pasero_nllb_moe"
+
+
+def test_without_registration_the_auto_classes_do_not_know_pasero():
+    """What `import pasero_hf` alone leaves: the error transformers gives, so that the test above proves something."""
+    out = run_python(
+        "import pasero_hf\nfrom transformers import AutoConfig\n"
+        "try:\n    AutoConfig.for_model('pasero')\nexcept ValueError as error:\n    print('unknown' if 'pasero' in str(error) else error)"
+    )
+    assert out == "unknown"
+
+
+def test_text_generator_and_the_converted_model_load_by_themselves(converted_tiny_dir):
+    """The library's own entry points register: TextGenerator, then plain Auto classes in the same program."""
+    out = run_python(
+        "from pasero_hf.generation import TextGenerator\n"
+        f"generator = TextGenerator.from_pretrained({str(converted_tiny_dir)!r})\n"
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n"
+        f"model = AutoModelForSeq2SeqLM.from_pretrained({str(converted_tiny_dir)!r})\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({str(converted_tiny_dir)!r})\n"
+        "print(type(model).__name__, type(tokenizer).__name__)"
+    )
+    assert out == "PaseroForConditionalGeneration PaseroTokenizer"
