@@ -13,11 +13,11 @@ import sys
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.training import lm
 from pasero_hf.training.config import load_training_config
-from pasero_hf.training.lifecycle import finish_training, rank_from_env, start_run
+from pasero_hf.training.lifecycle import finish_training, report_error, report_result, start_run
 
 
 def main(argv=None) -> int:
-    argv, is_main = sys.argv[1:] if argv is None else argv, rank_from_env() == 0
+    argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_training_config(["--task", "lm", *argv])  # --task dialogue on the command line wins
         model, tokenizer = lm.load_causal_lm(config)              # any AutoModelForCausalLM, checked
@@ -27,13 +27,8 @@ def main(argv=None) -> int:
         model = lm.trainable_model(config, model)                 # LoRA adapters, or every weight
         trainer = lm.build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     except ConfigError as error:
-        if is_main:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    result = finish_training(config, trainer, run.resume)         # train, final checkpoint, model_best/model_last
-    if is_main:
-        print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
-    return 0
+        return report_error(error)                                # printed once, exit status 2
+    return report_result(finish_training(config, trainer, run.resume))  # train, save; where the models are
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ from pasero_hf.cli.train import dry_run, push_best_model
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.training import run as mt
 from pasero_hf.training.config import load_training_config
-from pasero_hf.training.lifecycle import finish_training, rank_from_env, start_run
+from pasero_hf.training.lifecycle import finish_training, report_error, report_result, start_run
 from pasero_hf.training.preflight import check_inputs
 
 
 def main(argv=None) -> int:
-    argv, is_main = sys.argv[1:] if argv is None else argv, rank_from_env() == 0
+    argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_training_config(argv)                  # YAML files + flags (--help lists them), all checked
         if config.run.dry_run:
@@ -31,15 +31,13 @@ def main(argv=None) -> int:
         data = mt.build_mt_data(config, base, run)           # this rank's training stream, validation sets
         model = mt.build_mt_model(config, base, data, run)   # new (seeded) or pretrained; adapters, LoRA
         trainer = mt.build_mt_trainer(config, base, model, data, run)  # training.yaml, inference.yaml written
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        if is_main:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, FileNotFoundError, ValueError) as error:  # missing, misaligned or empty corpus too
+        return report_error(error)                           # printed once, exit status 2
     result = finish_training(config, trainer, run.resume)    # train, final checkpoint, model_best/model_last
-    if not is_main:
-        return 0
-    print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
-    return push_best_model(config.run.push_to_hub, result) if config.run.push_to_hub else 0
+    report_result(result)                                    # where the models are
+    if config.run.push_to_hub and result.is_main_process:
+        return push_best_model(config.run.push_to_hub, result)  # model_best and its card, one commit
+    return 0
 
 
 if __name__ == "__main__":

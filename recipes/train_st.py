@@ -13,11 +13,18 @@ import sys
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.training import speech
 from pasero_hf.training.config import load_training_config
-from pasero_hf.training.lifecycle import finish_training, rank_from_env, start_run, world_size_from_env
+from pasero_hf.training.lifecycle import (
+    finish_training,
+    rank_from_env,
+    report_error,
+    report_result,
+    start_run,
+    world_size_from_env,
+)
 
 
 def main(argv=None) -> int:
-    argv, is_main = sys.argv[1:] if argv is None else argv, rank_from_env() == 0
+    argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_training_config(argv, task="st")             # YAML files + flags
         processor = speech.load_processor(config)                  # Whisper feature extractor + tokenizer
@@ -25,14 +32,9 @@ def main(argv=None) -> int:
         run = start_run(config)                                    # training arguments, MODEL_DIR, logging, resume
         model = speech.load_speech_model(config, processor)        # WhisperForConditionalGeneration (+ LoRA)
         trainer = speech.build_speech_trainer(config, processor, data, model, run)
-    except (ConfigError, ValueError) as error:
-        if is_main:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    result = finish_training(config, trainer, run.resume)          # train, final checkpoint, model_best/model_last
-    if is_main:
-        print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
-    return 0
+    except (ConfigError, ValueError) as error:                     # a bad manifest line or audio file too
+        return report_error(error)
+    return report_result(finish_training(config, trainer, run.resume))  # train, save; where the models are
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         port = [] if launch.main_process_port is None else ["--main_process_port", str(launch.main_process_port)]
         return launch_training(launch.accelerate_config, argv, port)
-    from pasero_hf.training.lifecycle import rank_from_env  # after the launcher: it needs no torch
+    from pasero_hf.training.lifecycle import report_error, report_result  # after the launcher: it needs no torch
 
     try:
         from pasero_hf.training.config import argument_parser, load_training_config
@@ -56,13 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = train(config)
     except ConfigError as error:
-        if rank_from_env() == 0:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    if rank_from_env() != 0:
-        return 0
-    print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
-    if config.run.push_to_hub:
+        return report_error(error)
+    report_result(result)
+    if config.run.push_to_hub and result.is_main_process:
         return push_best_model(config.run.push_to_hub, result)
     return 0
 

@@ -150,14 +150,14 @@ class DataConfig:
         for key in self.batch_by or []:
             if key not in BATCH_BY_KEYS:
                 raise ConfigError(f"batch_by: {key!r} is not one of {list(BATCH_BY_KEYS)}")
-        for option in ("lang_pairs", "valid_lang_pairs"):
-            for pair in getattr(self, option) or []:
-                _check_pair(pair, option)
-        for option in ("batch_size", "max_len", "buffer_size", "max_source_len", "max_target_len",
+        for name in ("lang_pairs", "valid_lang_pairs"):
+            for pair in getattr(self, name) or []:
+                _check_pair(pair, name)
+        for name in ("batch_size", "max_len", "buffer_size", "max_source_len", "max_target_len",
                        "lines_per_batch", "max_lines"):
-            value = getattr(self, option)
+            value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"{option}: must be positive, got {value}")
+                raise ConfigError(f"{name}: must be positive, got {value}")
         if self.lang_temperature <= 0:
             raise ConfigError(f"lang_temperature: must be positive, got {self.lang_temperature}")
         longest = max(self.source_len_limit, self.target_len_limit)

@@ -255,3 +255,17 @@ def finish_training(config: TrainingConfig, trainer, resume: Path | str | None) 
     return TrainingResult(model_dir, best if best.is_dir() else None, model_dir / "model_last",
                           trainer.state.global_step, trainer.state.best_metric, stop.stop_reason if stop else None,
                           trainer.is_world_process_zero())
+
+
+def report_error(error: Exception) -> int:
+    """A configuration or input problem, printed once (by rank 0) as `error: ...`; returns the exit status, 2."""
+    if rank_from_env() == 0:
+        print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def report_result(result: TrainingResult) -> int:
+    """Where the models are, printed by the main process; returns the exit status, 0."""
+    if result.is_main_process:
+        print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
+    return 0

@@ -35,9 +35,6 @@ from pasero_hf.training import checkpoints
 from pasero_hf.training.artifacts import configure_generation_defaults
 from pasero_hf.training.callbacks import StopCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
-from pasero_hf.training.loss import label_smoothed_nll_sum
-from pasero_hf.training.pretrained import apply_lora, apply_model_args, load_model_tokenizer
-from pasero_hf.training.quiet import datasets_bars_disabled
 from pasero_hf.training.lifecycle import (
     RunSetup,
     rank_from_env,
@@ -46,6 +43,9 @@ from pasero_hf.training.lifecycle import (
     trainer_options,
     world_size_from_env,
 )
+from pasero_hf.training.loss import label_smoothed_nll_sum
+from pasero_hf.training.pretrained import apply_lora, apply_model_args, load_model_tokenizer
+from pasero_hf.training.quiet import datasets_bars_disabled
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, _unwrap, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")

@@ -36,16 +36,8 @@ from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.metrics import LOWER_IS_BETTER
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.whisper import END, NO_TIMESTAMPS, START, fill_generation_config, language_token
-from pasero_hf.training import checkpoints
+from pasero_hf.training import checkpoints, lifecycle
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
-from pasero_hf.training.lifecycle import (
-    RunSetup,
-    rank_from_env,
-    start_run,
-    trainer_callbacks,
-    trainer_options,
-    world_size_from_env,
-)
 from pasero_hf.training.loss import IGNORE_INDEX
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
@@ -291,7 +283,6 @@ def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
 
     from pasero_hf.training.preflight import initial_checkpoint
     from pasero_hf.training.pretrained import apply_lora
-    from pasero_hf.training.lifecycle import load_initial_weights
 
     set_seed(config.data.seed)  # the same seed gives the same LoRA initialisation
     model = AutoModelForSpeechSeq2Seq.from_pretrained(speech_model_dir(config), dtype=torch.float32)
@@ -302,7 +293,7 @@ def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
             setattr(model.config, key, value)
     fill_generation_config(model, processor.tokenizer)
     if config.pretrained.model and config.run.ckpt and not config.run.continue_:
-        load_initial_weights(model, initial_checkpoint(config.run.ckpt))
+        lifecycle.load_initial_weights(model, initial_checkpoint(config.run.ckpt))
     return apply_lora(model, config) if config.model.lora_rank else model
 
 
@@ -312,7 +303,7 @@ def speech_inference_config(config: TrainingConfig, data: SpeechData) -> dict[st
             "max_output_len": config.run.max_output_len}
 
 
-def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, model, run: RunSetup):
+def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, model, run: lifecycle.RunSetup):
     """The MT trainer set up for speech, with MODEL_DIR's training.yaml and inference.yaml written and the data
     position of the resume point."""
     args = run.args
@@ -337,10 +328,10 @@ def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, mo
     model.generation_config.max_new_tokens = config.run.max_output_len
     trainable, total = trainable_parameter_count(model)
     logger.info("model: whisper, %s parameters (%s trainable)", f"{total:,}", f"{trainable:,}")
-    _, callbacks = trainer_callbacks(config, metric)
+    _, callbacks = lifecycle.trainer_callbacks(config, metric)
     return SpeechSeq2SeqTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.valid, processing_class=processor,
-        callbacks=callbacks, **trainer_options(config), inference_config=inference,
+        callbacks=callbacks, **lifecycle.trainer_options(config), inference_config=inference,
         metrics=sorted(computed - {"loss"}),
     )
 
@@ -362,8 +353,8 @@ def speech_dry_run_report(config: TrainingConfig) -> str:
 def prepare_speech_trainer(config: TrainingConfig):
     """What `pasero-train --task st` runs before the first step (the steps of the module docstring)."""
     processor = load_processor(config)
-    data = build_speech_data(config, processor, rank_from_env(), world_size_from_env())
-    run = start_run(config)
+    data = build_speech_data(config, processor, lifecycle.rank_from_env(), lifecycle.world_size_from_env())
+    run = lifecycle.start_run(config)
     model = load_speech_model(config, processor)
     trainer = build_speech_trainer(config, processor, data, model, run)
     return trainer, trainer.stop_callback, run.resume
