@@ -5,6 +5,8 @@ makes the Auto classes know our model types. Each check runs in a fresh interpre
 import subprocess
 import sys
 
+import pytest
+
 
 def run_python(code: str, cwd=None) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
@@ -55,3 +57,26 @@ def test_text_generator_and_the_converted_model_load_by_themselves(converted_tin
         "print(type(model).__name__, type(tokenizer).__name__)"
     )
     assert out == "PaseroForConditionalGeneration PaseroTokenizer"
+
+
+FIRST_IMPORTS = [
+    "pasero_hf.cli.export", "pasero_hf.export.ctranslate2", "pasero_hf.generation.ctranslate2_backend",
+    "pasero_hf.generation.text_generator", "pasero_hf.tokenization.tokenization_pasero", "pasero_hf.hub.push",
+    "pasero_hf.serving.app", "pasero_hf.training.run", "pasero_hf.models.pasero.modeling_pasero",
+]
+
+
+@pytest.mark.slow
+def test_no_entry_module_meets_a_half_imported_module_through_registration():
+    """Registration runs inside the first import of `pasero_hf.models`, whichever module that import started from:
+    it must never need a module that is still being imported (a circular import), so each entry is imported first
+    in its own interpreter."""
+    processes = {}
+    for start in range(0, len(FIRST_IMPORTS), 3):  # three at a time: each loads torch and transformers
+        batch = {name: subprocess.Popen([sys.executable, "-c", f"import {name}"], stderr=subprocess.PIPE, text=True)
+                 for name in FIRST_IMPORTS[start:start + 3]}
+        for process in batch.values():
+            process.wait(timeout=300)
+        processes.update(batch)
+    failed = {name: process.stderr.read()[-600:] for name, process in processes.items() if process.returncode}
+    assert failed == {}
