@@ -116,11 +116,8 @@ class DataConfig:
     lang_code: bool = option(
         False, "prefix each source with the target language code token (<lang:xx>), unless the tokenizer already "
         "put it there")
-    source_lang_code: bool = option(
-        False, "prefix each source with its own language code, after the target one (Pasero tokenizers)")
-    target_lang_code: bool = option(
-        False, "start each target with its language code, which decoding then forces as the first token (Pasero "
-        "tokenizers)")
+    source_lang_code: bool = option(False, "prefix each source with its own language code, after the target one")
+    target_lang_code: bool = option(False, "start each target with its language code, forced first when decoding")
     domain_tag: bool = option(
         False, "prefix each source with its corpus's domain tag (<domain:xx>, after the language codes); decoding "
         "takes the domain from --domain; the tags must be in the dictionary")
