@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="interactive chat on standard input: one user message per line, the conversation is kept "
                           "('!reset' starts a new one)")
     llm.add_argument("--system-prompt", help="with --chat: the system message of the conversation")
-    llm.add_argument("--adapter", metavar="DIR_OR_REPO", help="a PEFT LoRA adapter decoded on top of the model")
+    llm.add_argument("--adapter", metavar="DIR_OR_REPO", help="a PEFT LoRA adapter (or Pasero bottleneck adapters of a pretrained model) decoded on top of the model")
     llm.add_argument("--merge-adapter", action="store_true", help="merge --adapter into the model's weights")
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--bleu-tok", help="sacrebleu tokenizer for BLEU (default: 13a, 'zh' for Chinese)")

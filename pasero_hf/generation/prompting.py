@@ -3,8 +3,9 @@
 `TextGenerator` delegates here what is specific to decoder-only models (prompts themselves are encoded by
 `pasero_hf.data.prompts.PromptFormat`, shared with training):
 
-- `adapter_directories`: a PEFT LoRA directory is decoded on top of its base model (`--adapter DIR_OR_REPO`, or the
-  adapter directory itself, whose `adapter_config.json` names the base), optionally merged into it;
+- `adapter_directories`: a PEFT LoRA directory (or Pasero bottleneck adapters of a pretrained model) is decoded on
+  top of its base model (`--adapter DIR_OR_REPO`, or the adapter directory itself, which names the base), a LoRA
+  optionally merged into it;
 - `causal_layers`: `return_layers` (`dec_N`, `dec_N_self_attn`) from one teacher-forced pass over prompt + output;
 - `text_before_stop`: outputs end before the first stop sequence;
 - `ChatSession`: `pasero-decode --chat`, a conversation whose history is kept between turns.
@@ -24,36 +25,56 @@ import torch
 
 from pasero_hf.data.prompts import PromptFormat
 from pasero_hf.generation.layer_outputs import LayerRequest
-from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.models.locate import ADAPTERS_INFO, resolve_model_dir
+from pasero_hf.models.pretrained_adapters import is_pretrained_adapter_dir, load_pretrained_adapters, read_adapter_info
 
 ADAPTER_CONFIG = "adapter_config.json"
 
 
 def adapter_directories(model_dir: Path, adapter: str | os.PathLike | None,
                         revision: str | None = None) -> tuple[Path, Path | None]:
-    """(base model directory, LoRA adapter directory or None).
+    """(base model directory, adapter directory or None).
 
-    `model_dir` may itself be an adapter directory (a LoRA training run's model_best): its base is the
-    `base_model_name_or_path` of its adapter_config.json, a directory or a Hub repo id.
+    Adapters are PEFT LoRA directories or Pasero bottleneck adapters of a pretrained model
+    (`pasero_hf.models.pretrained_adapters`). `model_dir` may itself be an adapter directory (a LoRA or adapter
+    training run's model_best): its base is the one it names (adapter_config.json's `base_model_name_or_path`,
+    pasero_adapters.json's `base_model`), a directory or a Hub repo id.
     """
     adapter_dir = resolve_model_dir(adapter, revision=revision) if adapter is not None else None
-    if adapter_dir is not None and not (adapter_dir / ADAPTER_CONFIG).is_file():
-        raise FileNotFoundError(f"--adapter {adapter}: {adapter_dir} has no {ADAPTER_CONFIG} (not a PEFT adapter)")
-    if (model_dir / ADAPTER_CONFIG).is_file() and not (model_dir / "config.json").is_file():
-        if adapter_dir is not None:
-            raise ValueError(f"{model_dir} is itself a LoRA adapter: give its base model with --adapter {model_dir}")
-        base = json.loads((model_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if not base:
-            raise ValueError(f"{model_dir / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path)")
-        try:
-            return resolve_model_dir(base), model_dir
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"base model of the adapter {model_dir}: {error}") from None
-    return model_dir, adapter_dir
+    if adapter_dir is not None and not _adapter_base(adapter_dir, required=False):
+        raise FileNotFoundError(f"--adapter {adapter}: {adapter_dir} has no {ADAPTER_CONFIG} (not a PEFT adapter) "
+                                f"nor {ADAPTERS_INFO} (Pasero adapters)")
+    base = _adapter_base(model_dir, required=True) if not (model_dir / "config.json").is_file() else None
+    if base is None:
+        return model_dir, adapter_dir
+    if adapter_dir is not None:
+        raise ValueError(f"{model_dir} is itself an adapter: give its base model with --adapter {model_dir}")
+    try:
+        return resolve_model_dir(base), model_dir
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"base model of the adapter {model_dir}: {error}") from None
+
+
+def _adapter_base(directory: Path, required: bool) -> str | None:
+    """The base model an adapter directory names (None: not an adapter directory)."""
+    if is_pretrained_adapter_dir(directory):
+        return read_adapter_info(directory)["base_model"]
+    if not (directory / ADAPTER_CONFIG).is_file():
+        return None
+    base = json.loads((directory / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base and required:
+        raise ValueError(f"{directory / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path)")
+    return base or "?"
 
 
 def attach_adapter(model: torch.nn.Module, adapter_dir: Path, merge: bool) -> torch.nn.Module:
-    """`model` with the LoRA adapter of `adapter_dir` (merged into its weights when `merge`)."""
+    """`model` with the adapter of `adapter_dir`: LoRA (merged into its weights when `merge`), or Pasero bottleneck
+    adapters, chosen per sentence from its languages or domain (they cannot be merged)."""
+    if is_pretrained_adapter_dir(adapter_dir):
+        if merge:
+            raise ValueError(f"{adapter_dir}: Pasero bottleneck adapters are layers of their own and cannot be merged")
+        load_pretrained_adapters(model, adapter_dir)
+        return model
     from peft import PeftModel
 
     try:

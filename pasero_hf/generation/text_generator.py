@@ -159,12 +159,14 @@ class TextGenerator:
         default: as exported).
 
         `adapter`: a PEFT LoRA directory or repo id decoded on top of the model (`merge_adapter=True` merges it into
-        the weights); a LoRA directory given as `path` (a LoRA run's model_best) loads its base model by itself.
+        the weights); a LoRA directory given as `path` (a LoRA run's model_best) loads its base model by itself, and
+        so does a directory of Pasero bottleneck adapters of a pretrained model (chosen by `source_lang`,
+        `target_lang` or `domain` as in Pasero models).
         """
         model_dir = resolve_model_dir(path, checkpoint=checkpoint, revision=revision)
         model_dir, adapter_dir = prompting.adapter_directories(model_dir, adapter)
         if adapter_dir is not None and backend == "ctranslate2":
-            raise ValueError("LoRA adapters are decoded with the PyTorch backend (or export a merged model)")
+            raise ValueError("adapters are decoded with the PyTorch backend (or export a merged LoRA model)")
         engine = load_backend(backend, model_dir, device=device, dtype=dtype, quantization=quantization)
         if engine is not None:
             model, model_dir = engine.model, engine.export_dir

@@ -1,7 +1,9 @@
 """Bottleneck adapters pushed alone (`pasero-push --adapters-only`), loaded onto their base model by repo id.
 
 An adapters repo holds `adapters.safetensors` (the adapter tensors only), the adapter model's `config.json` (with its
-remote code) and `pasero_adapters.json` naming the base repo. LoRA adapters pushed alone are ordinary PEFT repos:
+remote code) and `pasero_adapters.json` naming the base repo; adapters fine-tuned on a pretrained model (NLLB-200,
+M2M100...) have no config.json: their pasero_adapters.json also holds the adapter options
+(`pasero_hf.models.pretrained_adapters`). LoRA adapters pushed alone are ordinary PEFT repos:
 `peft.PeftModel.from_pretrained(base, REPO)` or `AutoPeftModelForSeq2SeqLM.from_pretrained(REPO)` load them.
 """
 
@@ -12,6 +14,7 @@ import os
 
 from pasero_hf.hub.push import ADAPTERS_FILE, ADAPTERS_INFO
 from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.models.pretrained_adapters import is_pretrained_adapter_dir, load_pretrained_adapters
 
 
 def load_adapter_model(name_or_path: str | os.PathLike, *, revision: str | None = None,
@@ -32,6 +35,10 @@ def load_adapter_model(name_or_path: str | os.PathLike, *, revision: str | None 
     info = json.loads(info_path.read_text())
     base_name = base_model or info["base_model"]
     base_dir = resolve_model_dir(base_name, revision=base_revision)
+    if is_pretrained_adapter_dir(adapters_dir):  # adapters of a pretrained model: the base as it is, then them
+        model = AutoModelForSeq2SeqLM.from_pretrained(base_dir, **kwargs)
+        load_pretrained_adapters(model, adapters_dir)
+        return model.eval()
     # the adapter model's architecture (base + adapters), then the base's weights and the adapters' on top of it
     model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(adapters_dir, **kwargs), **kwargs)
     state = {}

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from pasero_hf.models.locate import ADAPTERS_INFO
+
 PASERO_URL = "https://github.com/naver/pasero"
 LIBRARY_NAME = "pasero-hf"
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "model_cards"
@@ -166,9 +168,13 @@ def gather_facts(model_dir: str | os.PathLike, *, kind: str | None = None, lang_
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     adapter_config_path = model_dir / "adapter_config.json"
+    if not config_path.is_file() and (model_dir / ADAPTERS_INFO).is_file():
+        config_path = model_dir / ADAPTERS_INFO  # adapters of a pretrained model: their options and base model type
     if not config_path.is_file() and not adapter_config_path.is_file():
         raise CardError(f"{model_dir}: no config.json (nor adapter_config.json): not a model directory")
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if "base_model_type" in config:
+        config.setdefault("model_type", config["base_model_type"])
     run_dir = run_directory(model_dir)
     inference = _read_yaml(model_dir / "inference.yaml")
     run_inference = _read_yaml(run_dir / "inference.yaml") if run_dir else {}

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pasero_hf.hub.cards import CardError, check_card, render_model_card, run_directory
-from pasero_hf.models.locate import looks_like_repo_id, resolve_model_dir
+from pasero_hf.models.locate import ADAPTERS_FILE, ADAPTERS_INFO, looks_like_repo_id, resolve_model_dir
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "spaces" / "pasero-translate"
-ADAPTERS_FILE = "adapters.safetensors"
-ADAPTERS_INFO = "pasero_adapters.json"
 # never published: trainer pickles and state, partial files, the card (rendered anew)
 EXCLUDED = ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json",
             "data_state.json", "checkpoint_complete.json", "*.tmp", "*.partial", "README.md", ".*"]
@@ -89,7 +87,10 @@ def _check_remote_code(model_dir: Path, files: dict[str, Path]) -> None:
 
 def _adapter_files(model_dir: Path, files: dict[str, Path], base_model: str | None, workdir: Path) -> dict[str, Path]:
     """LoRA: adapter_config.json + adapter_model.safetensors; bottleneck adapters: their tensors alone
-    (adapters.safetensors), config.json and pasero_adapters.json naming the base repo they load onto."""
+    (adapters.safetensors), config.json and pasero_adapters.json naming the base repo they load onto; bottleneck
+    adapters of a pretrained model (no config.json): adapters.safetensors and pasero_adapters.json as they are."""
+    if (model_dir / ADAPTERS_INFO).is_file() and not (model_dir / "config.json").is_file():
+        return _pretrained_adapter_files(model_dir, files, base_model, workdir)
     if base_model is None or not looks_like_repo_id(base_model):
         raise PushError(f"{model_dir}: pushing adapters alone needs --base-model REPO_ID, the Hub repo of the base "
                         f"model they load onto (got {base_model!r})")
@@ -125,6 +126,23 @@ def _adapter_files(model_dir: Path, files: dict[str, Path], base_model: str | No
     files[ADAPTERS_FILE] = workdir / ADAPTERS_FILE
     files[ADAPTERS_INFO] = workdir / ADAPTERS_INFO
     return files
+
+
+def _pretrained_adapter_files(model_dir: Path, files: dict[str, Path], base_model: str | None,
+                              workdir: Path) -> dict[str, Path]:
+    """A fine-tuning run's adapter directory: pasero_adapters.json then names `base_model` (default: the Hub repo id
+    it was trained from)."""
+    info = json.loads((model_dir / ADAPTERS_INFO).read_text())
+    trained_from = str(info.get("base_model") or "")
+    base_model = base_model or (trained_from if looks_like_repo_id(trained_from)
+                                and not Path(trained_from).exists() else None)
+    if base_model is None or not looks_like_repo_id(base_model):
+        raise PushError(f"{model_dir}: these adapters were trained on {trained_from or 'an unnamed model'}: pushing "
+                        "them alone needs --base-model REPO_ID, the Hub repo of that base model")
+    if ADAPTERS_FILE not in files:
+        raise PushError(f"{model_dir}: no {ADAPTERS_FILE} (the adapter weights) to push")
+    (workdir / ADAPTERS_INFO).write_text(json.dumps({**info, "base_model": base_model}, indent=2) + "\n")
+    return {**files, ADAPTERS_INFO: workdir / ADAPTERS_INFO}
 
 
 def _api(token: str | None, endpoint: str | None):
@@ -196,6 +214,8 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
         files: dict[str, Path | bytes] = dict(collect_files(model_dir, adapters_only=adapters_only,
                                                             base_model=base_model, workdir=Path(workdir)))
         try:
+            if adapters_only and ADAPTERS_INFO in files and base_model is None:  # as pasero_adapters.json names it
+                base_model = json.loads(Path(files[ADAPTERS_INFO]).read_text())["base_model"]
             card = render_model_card(model_dir, repo_id, kind="adapters" if adapters_only else None,
                                      base_model=base_model, **card_options)
             check_card(card)

@@ -16,11 +16,14 @@ REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0
 
 # The models of a training run's directory, in the order Pasero picks them (it also had a 'model_latest')
 RUN_MODELS = ("model_best", "model_last")
+# Pasero bottleneck adapters saved alone: their tensors, and the json naming their base model
+ADAPTERS_FILE = "adapters.safetensors"
+ADAPTERS_INFO = "pasero_adapters.json"
 
 
 def _is_model(directory: Path) -> bool:
-    # a PEFT adapter directory (a LoRA run's model_best) is a model too: its adapter_config.json names the base
-    return (directory / "config.json").is_file() or (directory / "adapter_config.json").is_file()
+    # an adapter directory (a LoRA or bottleneck-adapter run's model_best) is a model too: it names its base
+    return any((directory / name).is_file() for name in ("config.json", "adapter_config.json", ADAPTERS_INFO))
 
 
 def _models_in(directory: Path) -> list[str]:

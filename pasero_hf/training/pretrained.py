@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from pasero_hf.data.config_parsing import ConfigError
-from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.models.locate import looks_like_repo_id, resolve_model_dir
+from pasero_hf.models.pretrained_adapters import AdapterOptions, add_pretrained_adapters
 from pasero_hf.models.vocab_trimming import tokenizer_id_bound
 from pasero_hf.tokenization.model_languages import ModelLanguages
 from pasero_hf.training.config import TrainingConfig
@@ -103,7 +104,8 @@ def load_pretrained(config: TrainingConfig, name: str, world_size: int = 1) -> P
                 "or --task dialogue (recipes/train_lm.py)")
         raise ConfigError(f"{option}: {name} ({model_type}) is not a sequence-to-sequence model that "
                           "AutoModelForSeq2SeqLM loads; give an encoder-decoder model (NLLB, M2M100, Marian, mBART, T5...)")
-    apply_model_args(model_config, config.model.model_args, name)
+    adapter_keys = AdapterOptions.field_names()  # adapter options go to the adapters, not to the model's config
+    apply_model_args(model_config, {k: v for k, v in config.model.model_args.items() if k not in adapter_keys}, name)
     if world_size > 1:
         # LayerDrop skips different layers per rank: DDP then waits for gradients that never come
         for key in ("encoder_layerdrop", "decoder_layerdrop"):
@@ -204,12 +206,52 @@ def apply_lora(model: torch.nn.Module, config: TrainingConfig) -> torch.nn.Modul
     return get_peft_model(model, LoraConfig(r=opts.lora_rank, lora_alpha=opts.lora_alpha, target_modules=targets))
 
 
-def finetuning_model(config: TrainingConfig, pretrained: PretrainedModel) -> torch.nn.Module:
-    """The pretrained model ready to train (LoRA-wrapped if asked)."""
+def finetuning_model(config: TrainingConfig, pretrained: PretrainedModel,
+                     data_adapters: dict[str, list[str]] | None = None) -> torch.nn.Module:
+    """The pretrained model ready to train: LoRA-wrapped, or with Pasero bottleneck adapters on the frozen base (the
+    adapters named in the options, plus `data_adapters` {side: names} that `*_adapters_by` picks for the data)."""
     if config.model.uses_adapters:
-        raise ConfigError(f"{pretrained.name}: Pasero bottleneck adapters are not supported on {pretrained.model_type} "
-                          "models yet: use --lora-rank, or fine-tune all the weights")
+        add_bottleneck_adapters(config, pretrained, data_adapters or {})
+        return pretrained.model
     return apply_lora(pretrained.model, config) if config.model.lora_rank else pretrained.model
+
+
+def adapter_options(config: TrainingConfig) -> AdapterOptions:
+    """The bottleneck adapter options of a fine-tuning run (names, `*_adapters_by`, dimensions...)."""
+    opts = config.model
+    values = {key: value for key, value in opts.hyperparameters.items() if key in AdapterOptions.field_names()}
+    for key in ("encoder_adapters_by", "decoder_adapters_by", "encoder_adapters", "decoder_adapters"):
+        if getattr(opts, key):
+            values[key] = getattr(opts, key)
+    try:
+        return AdapterOptions(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"adapters: {error}") from error
+
+
+def add_bottleneck_adapters(config: TrainingConfig, pretrained: PretrainedModel,
+                            data_adapters: dict[str, list[str]]) -> None:
+    """Pasero's bottleneck adapters on the frozen pretrained model; model directories then hold the adapters alone."""
+    if config.model.lora_rank:
+        raise ConfigError(f"{pretrained.name}: Pasero bottleneck adapters and LoRA (lora_rank) together: choose one")
+    if config.pretrained.trim_vocab:
+        raise ConfigError(f"{pretrained.name}: trim_vocab with bottleneck adapters: the adapters are saved alone and "
+                          "load onto the untrimmed base model; drop --trim-vocab (the base is frozen anyway)")
+    # what the saved adapters name as their base: a Hub repo id as given, else the absolute directory
+    local = Path(pretrained.name).exists() or not looks_like_repo_id(pretrained.name)
+    base = str(pretrained.directory.resolve()) if local else pretrained.name
+    try:
+        adapters = add_pretrained_adapters(pretrained.model, adapter_options(config), base)
+        for side, names in data_adapters.items():
+            if names and getattr(adapters.options, f"{side}_adapter_dim"):
+                adapters.add_adapters(names, encoder=side == "encoder", decoder=side == "decoder")
+        trainable = adapters.freeze_all_but_adapters()
+    except ValueError as error:
+        raise ConfigError(f"{pretrained.name}: {error}") from error
+    if config.model.checkpoint_activations and hasattr(pretrained.model, "enable_input_require_grads"):
+        pretrained.model.enable_input_require_grads()  # recomputed blocks pass gradients on only if inputs need them
+    logger.info("bottleneck adapters: encoder %s, decoder %s (%s parameters)", adapters.adapter_names()["encoder"],
+                adapters.adapter_names()["decoder"], f"{trainable:,}")
 
 
 def pretrained_inference_config(pretrained: PretrainedModel) -> dict[str, Any]:

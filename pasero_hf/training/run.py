@@ -135,7 +135,9 @@ def build_mt_model(config: TrainingConfig, base: MTBase, data: MTData, run: RunS
     else:
         if config.pretrained.model and config.run.ckpt and not config.run.continue_:
             load_initial_weights(base.pretrained.model, initial_checkpoint(config.run.ckpt))
-        model = finetuning_model(config, base.pretrained)
+        data_adapters = {side: adapter_names_for_data(getattr(config.model, f"{side}_adapters_by") or [],
+                                                      data.train.corpora) for side in ("encoder", "decoder")}
+        model = finetuning_model(config, base.pretrained, data_adapters)
     if run.resume is not None and config.run.reset_optimizer:
         load_initial_weights(_base_model(model), run.resume)
         run.resume = None
@@ -155,6 +157,8 @@ def build_mt_trainer(config: TrainingConfig, base: MTBase, model: torch.nn.Modul
                     settings[key] = languages.model_code(settings[key], side) if languages.codes else None
                 except ValueError:  # a side the family does not mark (Marian sources): no default to save
                     settings[key] = None
+            if settings.get(key) is None:  # several languages: M2M100/NLLB tokenizers refuse None, keep their own
+                settings.pop(key, None)
     configure_tokenizer_for_inference(tokenizer, settings)
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     trainable, total = trainable_parameter_count(model)

@@ -349,6 +349,14 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             self._tokens_since_log = state["target_tokens"]
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        adapters = getattr(_unwrap(self.model), "pasero_adapters", None)
+        if adapters is not None and not self._saving_checkpoint and self.args.should_save:
+            # bottleneck adapters on a pretrained model: model directories hold the adapters alone (and the tokenizer)
+            output_dir = output_dir or self.args.output_dir
+            adapters.save(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            return
         if self.save_trainable_only and self._saving_checkpoint and state_dict is None:
             trainable = {name for name, param in self.model.named_parameters() if param.requires_grad}
             state_dict = {k: v for k, v in self.model.state_dict().items() if k in trainable}

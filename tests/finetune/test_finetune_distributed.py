@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from pasero_hf.generation.text_generator import TextGenerator
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import train
-from tests.training.test_distributed import REPO, launch
+from tests.training.test_distributed import REPO, check_fsdp_step, check_tensor_parallel, launch
 
 from .conftest import finetune_config
 
@@ -41,6 +41,45 @@ def test_ddp_matches_one_process_with_the_same_effective_batch(family_model_dirs
         assert torch.allclose(one[key], two[key], atol=1e-5), key
 
 
+def m2m100_batch(model_dir, data_dir, path) -> dict:
+    """4 en->es pairs of the validation set, tokenized by the model's tokenizer (saved to `path` for workers)."""
+    from transformers import AutoTokenizer
+
+    from pasero_hf.models.pasero.modeling_pasero import shift_tokens_right
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, src_lang="en", tgt_lang="es")
+    lines = {lang: (data_dir / f"valid.{lang}").read_text(encoding="utf-8").splitlines()[:4] for lang in ("en", "es")}
+    batch = tokenizer(lines["en"], text_target=lines["es"], padding=True, truncation=True, max_length=24,
+                      return_tensors="pt")
+    labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels,
+              "decoder_input_ids": shift_tokens_right(labels, tokenizer.pad_token_id, tokenizer.eos_token_id)}
+    torch.save(inputs, path)
+    return inputs
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_fsdp2_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
+    """The FSDP2 check of Pasero models (tests/training/fsdp_worker.py) on a tiny pretrained M2M100 loaded as
+    `--model` loads it, with a batch of its own tokenizer: sharded step = unsharded step, exact sharded reload."""
+    model_dir = family_model_dirs["m2m100"]
+    check_fsdp_step(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_tensor_parallel_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
+    """transformers gives M2M100 no tp_plan ("auto" is refused); Pasero's Megatron plan fits its layers as they are
+    (same module names): logits, gradients and generate() under 2-way TP = one process."""
+    from pasero_hf.models.pasero import PaseroConfig
+
+    model_dir = family_model_dirs["m2m100"]
+    plan = {f"model.{key}": value for key, value in PaseroConfig.base_model_tp_plan.items()}
+    check_tensor_parallel(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path,
+                          plan=plan)
+
+
 def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data_dir, tmp_path):
     result = train(load_training_config(**finetune_config(
         finetune_data_dir, family_model_dirs["nllb"], tmp_path / "run", dtype="bfloat16", lora_rank=4,
@@ -50,3 +89,27 @@ def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data
     [[hypothesis]] = TextGenerator.from_pretrained(result.last_dir, max_output_len=5).decode(
         "In the beginning", source_lang="en", target_lang="es")
     assert hypothesis["tokens"]
+
+
+@pytest.mark.parametrize("config_file", ["fsdp.yaml", "tp.yaml"])
+def test_fsdp_configs_shard_the_layers_of_pasero_and_pretrained_models(config_file, family_model_dirs):
+    """accelerate's FSDP2 wrap policy from the config's fsdp_config finds the layers of a Pasero model and of a
+    pretrained M2M100 (a config naming Pasero's layer classes stops a `--model` run: "Could not find the transformer
+    layer class")."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from transformers import AutoModelForSeq2SeqLM
+
+    from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
+
+    fsdp = yaml.safe_load((REPO / "accelerate_configs" / config_file).read_text(encoding="utf-8"))["fsdp_config"]
+    pasero = PaseroForConditionalGeneration(PaseroConfig(vocab_size=48, embed_dim=16, encoder_layers=2,
+                                                         decoder_layers=1, encoder_ffn_dim=32, decoder_ffn_dim=32))
+    pretrained = AutoModelForSeq2SeqLM.from_pretrained(family_model_dirs["m2m100"])
+    for model, layers in ((pasero, ["PaseroEncoderLayer"] * 2 + ["PaseroDecoderLayer"]),
+                          (pretrained, ["M2M100EncoderLayer", "M2M100DecoderLayer"])):
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+            transformer_cls_names_to_wrap=fsdp.get("fsdp_transformer_layer_cls_to_wrap"))
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+        assert [type(module).__name__ for module in model.modules() if policy(module)] == layers

@@ -1,4 +1,5 @@
-"""One FSDP2 training step and a sharded checkpoint round trip on CPU (gloo): CPU emulation of fsdp.yaml.
+"""One FSDP2 training step and a sharded checkpoint round trip on CPU (gloo): CPU emulation of fsdp.yaml, for a
+Pasero model or a pretrained one (AutoModelForSeq2SeqLM, as `--model` loads it).
 
 `torchrun --nproc-per-node 2 fsdp_worker.py MODEL_DIR INPUTS.pt OUT_DIR`: each rank trains on its half of the batch
 with the trainer's token normalisation; rank 0 writes the full parameters after the step to OUT_DIR/stepped.pt and
@@ -12,14 +13,15 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.fsdp import fully_shard
+from transformers import AutoModelForSeq2SeqLM
 
-from pasero_hf.models.pasero import PaseroForConditionalGeneration
+import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
 from pasero_hf.training.loss import label_smoothed_nll_sum
 
 
 def sharded_model(model_dir: str) -> torch.nn.Module:
-    model = PaseroForConditionalGeneration.from_pretrained(model_dir)
-    for stack in (model.model.encoder, model.model.decoder):
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)  # Pasero, or a pretrained M2M100
+    for stack in (model.get_encoder(), model.get_decoder()):
         for layer in stack.layers:
             fully_shard(layer)
     fully_shard(model)

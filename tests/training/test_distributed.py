@@ -100,15 +100,26 @@ def torchrun(script: Path, *args: str) -> None:
 
 def test_tensor_parallel_cpu_emulation_matches_single_process(tmp_path):
     """from_pretrained(tp_plan="auto") under torchrun (gloo, CPU): logits, gradients, generate() = 1 process."""
-    from pasero_hf.models.pasero import PaseroForConditionalGeneration
+    check_tensor_parallel(*tiny_pasero(tmp_path), tmp_path)
+
+
+def check_tensor_parallel(model_dir: Path, inputs: dict, tmp_path: Path, plan: dict | None = None) -> None:
+    """tp_worker.py on `model_dir` and the batch `inputs` (saved as tmp_path/inputs.pt), with `plan` (default: the
+    model's own) = one process."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
-    model_dir, inputs = tiny_pasero(tmp_path)
-    torchrun(HERE / "tp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path / "tp.pt"))
+    plan_args = []
+    if plan is not None:
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        plan_args = [str(tmp_path / "plan.json")]
+    torchrun(HERE / "tp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path / "tp.pt"), *plan_args)
     result = torch.load(tmp_path / "tp.pt", weights_only=True)
     assert any("q_proj" in name for name in result["sharded"])  # the plan really sharded the attention
 
-    model = PaseroForConditionalGeneration.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                    decoder_input_ids=inputs["decoder_input_ids"]).logits
@@ -126,15 +137,21 @@ def test_tensor_parallel_cpu_emulation_matches_single_process(tmp_path):
 def test_fsdp2_cpu_emulation_step_and_sharded_checkpoint(tmp_path):
     """fully_shard (gloo, CPU): a sharded step on half a batch per rank = the unsharded step on the whole batch;
     a sharded checkpoint reloads exactly."""
-    from pasero_hf.models.pasero import PaseroForConditionalGeneration
+    check_fsdp_step(*tiny_pasero(tmp_path), tmp_path)
+
+
+def check_fsdp_step(model_dir: Path, inputs: dict, tmp_path: Path) -> None:
+    """fsdp_worker.py on `model_dir` and the batch `inputs` (saved as tmp_path/inputs.pt) = one unsharded step."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
-    model_dir, inputs = tiny_pasero(tmp_path)
     torchrun(HERE / "fsdp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path))
     reload = torch.load(tmp_path / "reload.pt", weights_only=True)
     assert reload == {"exact": True, "sharded": True}
 
-    model = PaseroForConditionalGeneration.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam would amplify float noise of ~0 gradients
     model.train()
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],

@@ -1,10 +1,13 @@
 """Tensor-parallel forward, backward and generate() of a saved tiny Pasero model (CPU emulation with gloo).
 
-`torchrun --nproc-per-node 2 tp_worker.py MODEL_DIR INPUTS.pt OUT.pt`: from_pretrained(..., tp_plan="auto") shards
-the model with PaseroConfig.base_model_tp_plan; rank 0 writes logits, full gradients and generated ids.
+`torchrun --nproc-per-node 2 tp_worker.py MODEL_DIR INPUTS.pt OUT.pt [PLAN.json]`: from_pretrained(...,
+tp_plan="auto") shards the model with PaseroConfig.base_model_tp_plan (or with the plan of PLAN.json); rank 0 writes
+logits, full gradients and generated ids.
 """
 
+import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -16,7 +19,9 @@ from pasero_hf.training.loss import label_smoothed_nll_sum
 
 def main() -> None:
     model_dir, inputs_path, out_path = sys.argv[1:4]
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, tp_plan="auto")
+    # a model whose config has no base_model_tp_plan (M2M100) gets an explicit plan: PLAN.json
+    plan = json.loads(Path(sys.argv[4]).read_text()) if len(sys.argv) > 4 else "auto"
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, tp_plan=plan)
     inputs = torch.load(inputs_path, weights_only=True)
     model.train()
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
