@@ -28,7 +28,8 @@ def main(argv=None) -> int:
         trainer = lm.build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     except ConfigError as error:
         return report_error(error)                                # printed once, exit status 2
-    return report_result(finish_training(config, trainer, run.resume))  # train, save; where the models are
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save model_best/model_last
+    return report_result(result)                                  # where the models are
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         trainer = mt.build_mt_trainer(config, base, model, data, run)  # training.yaml, inference.yaml written
     except (ConfigError, FileNotFoundError, ValueError) as error:  # missing, misaligned or empty corpus too
         return report_error(error)                           # printed once, exit status 2
-    result = finish_training(config, trainer, run.resume)    # train, final checkpoint, model_best/model_last
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save model_best/model_last
     report_result(result)                                    # where the models are
     if config.run.push_to_hub and result.is_main_process:
         return push_best_model(config.run.push_to_hub, result)  # model_best and its card, one commit

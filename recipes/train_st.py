@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         trainer = speech.build_speech_trainer(config, processor, data, model, run)
     except (ConfigError, ValueError) as error:                     # a bad manifest line or audio file too
         return report_error(error)
-    return report_result(finish_training(config, trainer, run.resume))  # train, save; where the models are
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save model_best/model_last
+    return report_result(result)                                  # where the models are
 
 
 if __name__ == "__main__":

@@ -239,9 +239,10 @@ def trainer_options(config: TrainingConfig) -> dict[str, Any]:
     }
 
 
-def finish_training(config: TrainingConfig, trainer, resume: Path | str | None) -> TrainingResult:
-    """Train from `resume` (or the start) to the end, save the final checkpoint (and model_average if asked)."""
-    stop = trainer.stop_callback
+def finish_training(config: TrainingConfig, trainer, stop: StopCallback | None,
+                    resume: Path | str | None) -> TrainingResult:
+    """Train from `resume` (or the start) to the end, save the final checkpoint (and model_average if asked); `stop`
+    (`trainer.stop_callback`) tells why the run ended."""
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.save_final_checkpoint()
     model_dir = config.model_dir

@@ -9,7 +9,7 @@ The steps of `recipes/train_lm.py`, each one call::
     run = start_run(config)                                   # training arguments, MODEL_DIR, logging, resume point
     model = trainable_model(config, model)                    # LoRA through PEFT, or all weights
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
-    result = finish_training(config, trainer, run.resume)     # train, final checkpoint (model_last, model_best)
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save
 
 Everything else is MT's: the corpora, temperature sampling and token batches of `pasero_hf.data`, the trainer
 (`PaseroSeq2SeqTrainer`: loss normalisation over the whole step, exact resume, SIGINT/SIGTERM, atomic

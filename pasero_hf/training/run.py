@@ -7,7 +7,7 @@
     data = build_mt_data(config, base, run)           # this rank's training stream, validation sets
     model = build_mt_model(config, base, data, run)   # new (seeded) or pretrained; adapters, LoRA, frozen weights
     trainer = build_mt_trainer(config, base, model, data, run)  # tokenizer/model set up as saved, YAML files
-    result = finish_training(config, trainer, run.resume)       # train, final checkpoint, model_average
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save, model_average
 
 `train(config)` runs them all (what `pasero-train` runs); `prepare_trainer(config)` everything before the first
 step, for every task (`lm`/`dialogue`: `pasero_hf.training.lm`, `st`: `pasero_hf.training.speech`). Every input
@@ -322,12 +322,12 @@ def train(config: TrainingConfig) -> TrainingResult:
         ConfigError (SetupError for data problems): before the first step, on any input problem.
     """
     try:
-        trainer, _, resume = prepare_trainer(config)
+        trainer, stop, resume = prepare_trainer(config)
     except (FileNotFoundError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
         raise SetupError(str(error)) from error
-    return finish_training(config, trainer, resume)
+    return finish_training(config, trainer, stop, resume)
 
 
 def prepare_trainer(config: TrainingConfig) -> tuple[PaseroSeq2SeqTrainer, StopCallback, Path | None]:

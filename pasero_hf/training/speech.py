@@ -11,7 +11,7 @@ run's `metrics` (BLEU/chrF) and transcripts with WER. The steps, each one call (
     run = start_run(config)                            # training arguments, MODEL_DIR, logging, resume point
     model = load_speech_model(config, processor)
     trainer = build_speech_trainer(config, processor, data, model, run)
-    result = finish_training(config, trainer, run.resume)   # (lifecycle: train, final checkpoint, model_best)
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # (lifecycle: train, save)
 """
 
 from __future__ import annotations
