@@ -166,7 +166,9 @@ def _load(model_dir: Path):
         )
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    import pasero_hf.registration  # noqa: F401  (our model types in the Auto classes)
+    import pasero_hf
+
+    pasero_hf.register()  # our model types in the Auto classes
 
     config = AutoConfig.from_pretrained(model_dir)
     _check_model_type(config.model_type, model_dir)
@@ -301,19 +303,23 @@ def _transformer_spec(ctranslate2, model, tokenizer, adapters: dict[str, list[st
     start = config.decoder_start_token_id
     spec.config.decoder_start_token = tokenizer.convert_ids_to_tokens(start)
     source_vocab = export_vocabulary(tokenizer, encoder.embed_tokens.weight.shape[0])
-    target_vocab = export_vocabulary(tokenizer, decoder.embed_tokens.weight.shape[0])
+    target_vocab = export_vocabulary(tokenizer, decoder.embed_tokens.weight.shape[0], target=True)
     spec.register_source_vocabulary(source_vocab)
     spec.register_target_vocabulary(target_vocab)
     return spec
 
 
-def export_vocabulary(tokenizer, size: int) -> list[str]:
+def export_vocabulary(tokenizer, size: int, target: bool = False) -> list[str]:
     """The token string of each id below `size`, unique (CTranslate2 maps strings to ids): ids the tokenizer does not
-    know (embedding rows padded to a multiple of 8) and duplicates get placeholder names."""
+    know (embedding rows padded to a multiple of 8) and duplicates get placeholder names. `target`: the decoder's
+    vocabulary, which differs from the encoder's with a Pasero tokenizer's target dictionary (`separate_vocabs`)."""
     tokens, seen = [], set()
-    known = len(tokenizer)
+    known, side = len(tokenizer), {}
+    if getattr(tokenizer, "separate_vocabs", False):
+        known = tokenizer.target_vocab_size if target else tokenizer.vocab_size
+        side = {"use_source_tokenizer": not target}
     for index in range(size):
-        token = tokenizer.convert_ids_to_tokens(index) if index < known else None
+        token = tokenizer.convert_ids_to_tokens(index, **side) if index < known else None
         if token is None or token in seen:
             token = f"<pasero_hf:unused:{index}>"
         seen.add(token)

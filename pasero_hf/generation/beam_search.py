@@ -9,6 +9,9 @@ The original Pasero `pasero-decode` ranks and stops beam search differently from
 - at the `max_output_len` cap only the finished hypotheses are returned, or, if none finished, the best unfinished
   beam alone.
 
+Pasero has a repetition penalty for greedy search and sampling only; beam search here applies it as `generate`'s beam
+search does (to each beam's log-probabilities, so that its score and `pos_scores` include the penalty).
+
 `pasero_search` reproduces these rules (and torch's `topk` tie-breaking, by using the same candidate layout), so that
 its outputs match Pasero's token for token. It only needs the standard encoder-decoder interface: a forward taking
 `input_ids`/`attention_mask` or `encoder_outputs`, `decoder_input_ids`, `cache` and `use_cache`, whose cache has
@@ -95,6 +98,15 @@ def _make_hypothesis(tokens: Tensor, pos_scores: Tensor | None, score: Tensor | 
     )
 
 
+def _penalize_repeats(scores: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """`transformers`' `RepetitionPenaltyLogitsProcessor`, in place: the scores of the tokens in each row of `seen`
+    (the decoder input so far) divided by `penalty` when positive, multiplied when negative; once per token."""
+    if penalty == 1.0:
+        return scores
+    values = scores.gather(1, seen)
+    return scores.scatter_(1, seen, torch.where(values < 0, values * penalty, values / penalty))
+
+
 def _prompt_scores(logits: Tensor, prompt: Tensor) -> Tensor:
     """`(batch, prompt_len - 1)` log-probabilities of the forced prefix tokens (empty without prefix)."""
     lprobs = logits[:, :-1].float().log_softmax(dim=-1)
@@ -123,6 +135,7 @@ def beam_search(
     beam_size: int = 5,
     max_output_len: int = 100,
     len_penalty: float = 1.0,
+    repeat_penalty: float = 1.0,
     prefix_ids: Tensor | Sequence[int] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     output_attentions: bool = False,
@@ -175,6 +188,7 @@ def beam_search(
         if step > prompt_len:
             out = state.step(tokens[:, step - 1 : step])
         lprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1, out=lprobs_buffer[: out.logits.size(0)])
+        lprobs = _penalize_repeats(lprobs, tokens[:, :step], repeat_penalty)
         step_attention = _last_layer_attention(out)[:, -1] if output_attentions else None
         out = None  # frees the logits before the next step allocates its own
         active = sentence_ids.numel()
@@ -336,10 +350,8 @@ def sample(
         if step > prompt_len:
             out = state.step(tokens[:, step - 1 : step])
         logits = out.logits[:, -1].float()
-        if repeat_penalty != 1.0:
-            seen = logits.gather(1, tokens[:, :step])
-            seen = torch.where(seen < 0, seen * repeat_penalty, seen / repeat_penalty)
-            logits = logits.scatter(1, tokens[:, :step], seen)
+        if repeat_penalty != 1.0:  # on a copy: `logits` may be the model's output (a view of it)
+            logits = _penalize_repeats(logits.clone(), tokens[:, :step], repeat_penalty)
         if not scored:
             next_words = logits.argmax(dim=-1)
             next_scores = None
@@ -423,7 +435,8 @@ def pasero_search(
         n_best: how many hypotheses to return per sentence (at most `beam_size`; 1 for greedy search and sampling).
             A sentence can have fewer: only finished ones are kept when decoding stops at the cap.
         sampling: sample instead of searching, with `temperature` and either `top_k` or `top_p`.
-        repeat_penalty: Pasero's (and `transformers`') repetition penalty; greedy search and sampling only.
+        repeat_penalty: Pasero's (and `transformers`') repetition penalty, > 0 (1: none); beam search applies it to
+            the log-probabilities, as `generate` does (Pasero has it for greedy search and sampling only).
         prefix_ids: forced decoder prefix after the start token (e.g. a target language code), shape `(prefix_len,)`
             for all sentences or `(batch, prefix_len)`. It is part of each hypothesis' tokens and score, as in Pasero.
         model_kwargs: extra keyword arguments for every forward call, the same for the whole batch (e.g. the
@@ -442,12 +455,14 @@ def pasero_search(
     """
     if options is not None:
         return pasero_search(
-            model, input_ids, attention_mask, **options.search_kwargs(), repeat_penalty=repeat_penalty,
-            prefix_ids=prefix_ids, model_kwargs=model_kwargs, output_attentions=output_attentions, generator=generator,
+            model, input_ids, attention_mask, **options.search_kwargs(), prefix_ids=prefix_ids,
+            model_kwargs=model_kwargs, output_attentions=output_attentions, generator=generator,
             encoder_outputs=encoder_outputs, return_scores=return_scores, streamer=streamer,
         )
     if n_best < 1:
         raise ValueError(f"n_best must be at least 1, got {n_best}")
+    if not repeat_penalty > 0:
+        raise ValueError(f"repeat_penalty must be > 0 (1: none), got {repeat_penalty}")
     if sampling or beam_size == 1:
         if n_best > 1:
             raise ValueError(f"n_best={n_best} needs beam search: greedy search and sampling give one hypothesis")
@@ -461,11 +476,9 @@ def pasero_search(
         raise ValueError("token streaming needs greedy search or sampling (beam_size=1 or sampling=True)")
     if n_best > beam_size:
         raise ValueError(f"n_best={n_best} is larger than beam_size={beam_size}")
-    if repeat_penalty != 1.0:
-        raise ValueError("repeat_penalty is not supported by beam search (as in Pasero): use beam_size=1 or sampling")
     results = beam_search(
         model, input_ids, attention_mask, beam_size=beam_size, max_output_len=max_output_len,
-        len_penalty=len_penalty, prefix_ids=prefix_ids, model_kwargs=model_kwargs,
+        len_penalty=len_penalty, repeat_penalty=repeat_penalty, prefix_ids=prefix_ids, model_kwargs=model_kwargs,
         output_attentions=output_attentions, encoder_outputs=encoder_outputs,
     )
     return [nbest[:n_best] for nbest in results]

@@ -187,6 +187,7 @@ class CTranslate2Backend:
             sampling_topk=(decoding.sampling_topk or 0) if sampling else 1,
             sampling_topp=decoding.sampling_topp if sampling else 1.0,
             sampling_temperature=decoding.temperature if sampling else 1.0,
+            repetition_penalty=float(decoding.repeat_penalty),  # CTranslate2's own implementation of the penalty
         )
         hyp_ids, totals, attentions = [], [], []
         for sentence in range(len(sources)):

@@ -25,6 +25,7 @@ HF_ALIASES = {
     "top_p": "sampling_topp",
     "num_return_sequences": "n_best",
     "sampling_temperature": "temperature",  # Pasero's own name
+    "repetition_penalty": "repeat_penalty",
 }
 
 # inference.yaml keys that describe the model or its data, not decoding: read elsewhere, ignored here.
@@ -48,6 +49,10 @@ class DecodingOptions:
         temperature: softmax temperature when sampling.
         sampling_topk: sample among the k most likely tokens (0: all).
         sampling_topp: nucleus sampling probability mass (1: all).
+        repeat_penalty: `transformers`' (CTRL's) repetition penalty, > 0, 1 for none: at each step, the scores of
+            the tokens already in the decoder input (its start token and forced prefix included; a decoder-only
+            model's prompt too) are divided by it when positive, multiplied when negative. Greedy search and
+            sampling apply it to the logits, beam search to the log-probabilities, as `generate` does.
         batch_size: maximum number of tokens per batch (longest source x lines, padding included).
         lines_per_batch: maximum number of lines per batch (None: at most 256 decoder rows, i.e. lines x beams).
         max_source_len: sources longer than this (in tokens, special tokens included) are truncated.
@@ -64,6 +69,7 @@ class DecodingOptions:
     temperature: float = 1.0
     sampling_topk: int = 0
     sampling_topp: float = 1.0
+    repeat_penalty: float = 1.0
     batch_size: int = 4096
     lines_per_batch: int | None = None
     max_source_len: int | None = None
@@ -81,7 +87,7 @@ class DecodingOptions:
         return {
             "beam_size": self.num_beams, "max_output_len": self.max_output_len, "len_penalty": self.len_penalty,
             "n_best": self.n_best, "sampling": self.sampling, "temperature": self.temperature,
-            "top_k": self.sampling_topk, "top_p": self.sampling_topp,
+            "top_k": self.sampling_topk, "top_p": self.sampling_topp, "repeat_penalty": self.repeat_penalty,
         }
 
     def replace(self, overrides: Mapping[str, Any], origin: str = "decoding options") -> DecodingOptions:
@@ -119,6 +125,11 @@ class DecodingOptions:
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.sampling_topk >= 0, f"sampling_topk must be >= 0, got {self.sampling_topk}")
         check(0 < self.sampling_topp <= 1, f"sampling_topp must be in (0, 1], got {self.sampling_topp}")
+        check(
+            isinstance(self.repeat_penalty, (int, float)) and not isinstance(self.repeat_penalty, bool)
+            and self.repeat_penalty > 0,
+            f"repeat_penalty must be > 0 (1: none), got {self.repeat_penalty!r}",
+        )
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(
             self.lines_per_batch is None or self.lines_per_batch >= 1,

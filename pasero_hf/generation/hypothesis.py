@@ -61,7 +61,7 @@ class HypothesisFormatter:
         its total `score` alone. With `stop_sequences`, `detok` ends before the first one."""
         tokens = hypothesis.tokens
         output: Output = {
-            "src_tokens": self.tokenizer.convert_ids_to_tokens(source) if source is not None else None,
+            "src_tokens": self._source_tokens(source) if source is not None else None,
             "prompt_tokens": self.tokenizer.convert_ids_to_tokens(prompt),
             "tokens": self.tokenizer.convert_ids_to_tokens(tokens),
             "detok": (text_before_stop(self.tokenizer, tokens, stop_sequences) if stop_sequences
@@ -81,6 +81,12 @@ class HypothesisFormatter:
             output["normalized_score"] = -hypothesis.score / (len(tokens) + 1) ** len_penalty
         output.update(hypothesis.layers)
         return output
+
+    def _source_tokens(self, ids: Sequence[int]) -> list[str]:
+        # a Pasero tokenizer with a target dictionary reads ids as target ids unless told they are source ids
+        if getattr(self.tokenizer, "separate_vocabs", False) and hasattr(self.tokenizer, "target_dictionary"):
+            return self.tokenizer.convert_ids_to_tokens(ids, use_source_tokenizer=True)
+        return self.tokenizer.convert_ids_to_tokens(ids)
 
     def empty(self, prompt: Sequence[int], layers: Sequence[LayerRequest], return_scores: bool) -> Output:
         """The output of a blank input: nothing is decoded, the layers are empty arrays of the right rank."""

@@ -174,7 +174,8 @@ class InputEncoder:
         return [insert_domain_tag(ids, self._vocab[token], codes) if ids else ids for ids in sources]
 
     def _encode_targets(self, targets: Sequence[str]) -> list[list[int]]:
-        ids = self.tokenizer(list(targets), add_special_tokens=False)["input_ids"]
+        # text_target: a tokenizer with its own target vocabulary (Marian, Pasero's target_dict) encodes with it
+        ids = self.tokenizer(text_target=list(targets), add_special_tokens=False)["input_ids"]
         return [list(target) + [self.tokenizer.eos_token_id] for target in ids]
 
     def decoder_prompt(self, target_lang: str | None) -> list[int]:

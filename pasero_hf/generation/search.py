@@ -181,6 +181,7 @@ class Search:
         config.temperature = decoding.temperature if decoding.sampling else None
         config.top_k = (decoding.sampling_topk or None) if decoding.sampling else None
         config.top_p = decoding.sampling_topp if decoding.sampling else None
+        config.repetition_penalty = float(decoding.repeat_penalty)
         if config.pad_token_id is None:
             config.pad_token_id = self.tokenizer.pad_token_id
         return config

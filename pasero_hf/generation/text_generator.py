@@ -193,7 +193,7 @@ class TextGenerator:
             if hasattr(tokenizer, key):
                 setattr(tokenizer, key, value)
         known = {field for field in DecodingOptions.__dataclass_fields__} | set(HF_ALIASES)
-        # model files may carry Pasero options we do not implement (e.g. repeat_penalty): defaults, not errors
+        # model files may carry Pasero options we do not implement: defaults, not errors
         file_defaults = {
             key: value
             for key, value in {**read_generation_config(model_dir), **decoding_defaults(inference_yaml)}.items()

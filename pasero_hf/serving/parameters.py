@@ -32,6 +32,8 @@ PASERO_OPTIONS: dict[str, tuple[type, str]] = {
     "sampling_topp": (float, "nucleus sampling with this top-p, in (0, 1]"),
     "sampling_topk": (int, "sample among the k most likely tokens (0: all)"),
     "sampling_temperature": (float, "softmax temperature when sampling, > 0"),
+    "repeat_penalty": (float, "repetition penalty, > 0 (1: none; ~1.2 discourages repeating tokens): scores of tokens "
+                              "already in the output are divided by it (multiplied when negative)"),
     "max_output_len": (int, "maximum number of generated tokens"),
     "len_penalty": (float, "hypotheses are ranked by score / (len + 1) ** len_penalty"),
     "seed": (int, "seed of the sampling generator (reproducible samples)"),
@@ -51,14 +53,17 @@ _TGI_PARAMETERS = {
     "truncation": str,
 }
 # accepted only at the value that means "off": the search has no such feature
-_TGI_OFF_VALUES = {"frequency_penalty": 0.0, "repetition_penalty": 1.0, "top_n_tokens": 0, "typical_p": 1.0,
-                   "watermark": False, "grammar": None, "adapter_id": None}
+_TGI_OFF_VALUES = {"frequency_penalty": 0.0, "top_n_tokens": 0, "typical_p": 1.0, "watermark": False, "grammar": None,
+                   "adapter_id": None}
+# why an OpenAI penalty is refused: it is additive (logit - count x penalty), our only one is multiplicative
+_ADDITIVE_PENALTY = ("OpenAI's additive penalty is not implemented by this server; `repetition_penalty` (> 0, 1: none, "
+                     "~1.2 discourages repeats; divides the scores of tokens already generated) is accepted instead")
 
 _OPENAI_FIELDS = {
     "model": str, "messages": list, "max_tokens": int, "max_completion_tokens": int, "temperature": float,
     "top_p": float, "seed": int, "stop": list, "stream": bool, "n": int, "stream_options": dict,
     "frequency_penalty": float, "presence_penalty": float, "logprobs": bool, "top_logprobs": int,
-    "source_lang": str, "target_lang": str,
+    "source_lang": str, "target_lang": str, "repetition_penalty": float,  # extras (`extra_body` of openai's client)
 }
 _OPENAI_OFF_VALUES = {"frequency_penalty": 0.0, "presence_penalty": 0.0, "n": 1, "logprobs": False, "top_logprobs": 0}
 
@@ -142,6 +147,12 @@ def check_decoding(generator: TextGenerator, options: dict[str, Any], limits: Se
     return options
 
 
+def _repetition_penalty(value: float) -> float:
+    if value <= 0:
+        raise invalid(f"`repetition_penalty` must be strictly positive (1.0: no penalty), got {value}")
+    return value
+
+
 def _check_inputs(inputs: list[str] | None, limits: ServerLimits, name: str) -> list[str]:
     if not inputs or all(not text.strip() for text in inputs):
         raise invalid(f"`{name}` is missing or empty")
@@ -191,7 +202,8 @@ def parse_tgi(body: Any, generator: TextGenerator, limits: ServerLimits) -> Deco
         values[name] = coerce(f"parameters.{name}", value, kind)
     for name, off in _TGI_OFF_VALUES.items():
         if values.get(name) is not None and values[name] != off:
-            raise invalid(f"`{name}` is not supported by this server (leave it out)")
+            why = _ADDITIVE_PENALTY if name == "frequency_penalty" else "leave it out"
+            raise invalid(f"`{name}` is not supported by this server ({why})")
     request = DecodeRequest([inputs], stream=coerce("stream", body.get("stream"), bool) or False)
     for ours, theirs in (("source_lang", "src_lang"), ("target_lang", "tgt_lang")):
         lang = values.get(ours) or values.get(theirs)
@@ -235,6 +247,8 @@ def parse_tgi(body: Any, generator: TextGenerator, limits: ServerLimits) -> Deco
         raise invalid(f"`max_new_tokens` must be strictly positive, got {values['max_new_tokens']}")
     if values.get("seed") is not None and values["seed"] < 0:
         raise invalid(f"`seed` must be >= 0, got {values['seed']}")
+    if values.get("repetition_penalty") is not None:
+        options["repeat_penalty"] = _repetition_penalty(values["repetition_penalty"])
     if values.get("truncate") is not None:
         if values["truncate"] < 1:
             raise invalid(f"`truncate` must be strictly positive, got {values['truncate']}")
@@ -262,7 +276,8 @@ def parse_openai_chat(body: Any, generator: TextGenerator, limits: ServerLimits)
         values[name] = coerce(name, value, _OPENAI_FIELDS[name]) if name != "messages" else value
     for name, off in _OPENAI_OFF_VALUES.items():
         if values.get(name) is not None and values[name] != off:
-            raise invalid(f"`{name}` is not supported by this server (leave it out)")
+            why = _ADDITIVE_PENALTY if name.endswith("_penalty") else "leave it out"
+            raise invalid(f"`{name}` is not supported by this server ({why})")
     messages = values.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("`messages` is missing or empty")
@@ -293,6 +308,8 @@ def parse_openai_chat(body: Any, generator: TextGenerator, limits: ServerLimits)
         options["max_output_len"] = max_tokens
     if values.get("seed") is not None:
         options["seed"] = values["seed"]
+    if values.get("repetition_penalty") is not None:
+        options["repeat_penalty"] = _repetition_penalty(values["repetition_penalty"])
     request = DecodeRequest([], stop=stop, stream=bool(values.get("stream")))
     for name in ("source_lang", "target_lang"):
         if values.get(name):

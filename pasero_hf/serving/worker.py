@@ -5,6 +5,13 @@ Requests become `Job`s in the model's queue. The decoding thread takes the oldes
 seeded sampling) until `max_batch_tokens` input tokens, and decodes them all with one `TextGenerator.decode` call,
 which sorts them by length and splits them as `pasero-decode` does: outputs are those of `pasero-decode`. Jobs whose
 client went away before their batch started are dropped.
+
+Clients usually send their next request as soon as they get an answer, and the answers of one batch all go out at
+once: a batch that closed before all of them came back would split the following batches (10 + 6 instead of 16,
+each decoded for as long as its longest sentence): at beam 5 with 16 clients on the 30 MB model, 1.3x the CPU time
+per request of whole batches (benchmarks/RESULTS.md, "What limits serving throughput"). So, while fewer requests have arrived since the last batch was answered than it
+answered, the window stays open for up to `_RETURN_WAIT` of that batch's decoding time (at least `_MAX_WAITS`
+windows): a 2 s batch may wait 100 ms for its clients, a lone client waits for nobody.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Most batch_wait_ms windows that one batch waits for requests to join it.
 _MAX_WAITS = 10
+# Longest wait for the clients of the last batch to come back, as a fraction of its decoding time.
+_RETURN_WAIT = 0.05
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Job:
     future: asyncio.Future
     streamer: TokenStreamer | None = None
     cancelled: bool = False
+    submitted: float = 0.0  # time.monotonic() when queued
 
     def batch_key(self):
         """Jobs with equal keys can be decoded in one batch; None: this one decodes alone."""
@@ -81,6 +91,8 @@ class ModelWorker:
         self.metrics = metrics
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: collections.deque[Job] = collections.deque()  # taken from the queue, left for a later batch
+        # the last batch: when its answers went out, how many, and how long it decoded
+        self._answered_at, self._answered, self._last_duration = 0.0, 0, 0.0
         self._thread = threading.Thread(target=self._run, name=f"pasero-serve:{name}", daemon=True)
 
     @classmethod
@@ -99,6 +111,7 @@ class ModelWorker:
         self._thread.join(timeout=30)
 
     def submit(self, job: Job) -> None:
+        job.submitted = time.monotonic()
         self._queue.put(job)
         self.metrics.queue_size.inc(self.name)
 
@@ -119,7 +132,10 @@ class ModelWorker:
             live = [job for job in batch if not job.cancelled and not job.future.done()]
             if live:
                 self.metrics.batch_size.observe(self.name, sum(len(job.inputs) for job in live))
+                start = time.monotonic()
                 self._decode(live)
+                self._answered_at = time.monotonic()
+                self._answered, self._last_duration = len(live), self._answered_at - start
 
     def _next_batch(self) -> list[Job] | None:
         first = self._held.popleft() if self._held else self._queue.get()
@@ -140,15 +156,20 @@ class ModelWorker:
         wait = self.limits.batch_wait_ms / 1000
         now = time.monotonic()
         deadline, last_call = now + wait, now + _MAX_WAITS * wait
+        # the clients of the last batch that have not come back yet (see the module docstring)
+        returning = self._answered - sum(job.submitted >= self._answered_at for job in batch)
+        return_call = self._answered_at + max(_MAX_WAITS * wait, _RETURN_WAIT * self._last_duration)
         while tokens < self.limits.max_batch_tokens:
+            until = min(deadline, last_call) if returning <= 0 else max(min(deadline, last_call), return_call)
             try:
-                job = self._queue.get(timeout=max(0.0, min(deadline, last_call) - time.monotonic()))
+                job = self._queue.get(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 break
             if job is None:  # stop() after this batch
                 self._queue.put(None)
                 break
             deadline = time.monotonic() + wait
+            returning -= job.submitted >= self._answered_at
             if job.batch_key() == key and tokens + job.num_tokens <= self.limits.max_batch_tokens:
                 batch.append(job)
                 tokens += job.num_tokens

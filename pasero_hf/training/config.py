@@ -61,6 +61,11 @@ class TokenizationOptions:
     tokenizer_path: str | None = _option(
         None, "BPE codes file ('pasero'), SentencePiece model ('sentencepiece') or tokenizer directory ('hf')")
     dict: str | None = _option(None, "Pasero dictionary (dict.txt) giving the vocabulary")
+    target_dict: str | None = _option(
+        None, "dictionary of the target side (Pasero's target_dict): separate source and target vocabularies, "
+        "which need shared_embeddings: false (default: dict for both sides)")
+    target_tokenizer_path: str | None = _option(
+        None, "subword model of the target side, of the same kind as tokenizer_path (default: tokenizer_path)")
 
 
 @dataclass

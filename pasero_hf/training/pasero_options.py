@@ -41,7 +41,7 @@ PASERO_DEFAULTS: dict[str, Any] = {
     'source_lang_code': False, 'target_lang_code': False, 'escape_emojis': False, 'copy_placeholder': True,
     'normalize_punctuation': False, 'keep_whitespaces': False, 'protect_tokens': [], 'blacklist': [],
     'stop_sequences': [], 'strip_prompt': True, 'inline_case': False, 'target_tokenizer': None,
-    'target_tokenizer_path': None, 'target_dict': None, 'old_source_dict': None, 'old_target_dict': None,
+    'old_source_dict': None, 'old_target_dict': None,
     'default_embed': '<unk>', 'freeze_source_embed_regex': None, 'bpe_dropout': 0.0, 'target_bpe_dropout': 0.0,
     'spell_out': 0.0, 'target_spell_out': 0.0, 'space_noise': 0.0, 'punct_noise': 0.0, 'char_noise': 0.0,
     'word_noise': 0.0, 'masking': 0.0, 'noise_ops': ['ins', 'del', 'sub', 'swap'], 'len_penalty': 1.0,
@@ -111,10 +111,8 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "blacklist": ("list", _DECODING),
     "strip_prompt": ("bool", "only encoder-decoder translation is trained here"),
     "inline_case": ("bool", "tokenizer: pasero applies inline casing; other tokenizers do not"),
-    "target_tokenizer": ("value", "one tokenizer for both sides"),
-    "target_tokenizer_path": ("value", "one tokenizer for both sides"),
-    "target_dict": ("value", "source and target share one vocabulary (dict); separate vocabularies are not "
-                             "implemented"),
+    "target_tokenizer": ("value", "the target side uses `tokenizer`; target_tokenizer_path gives it its own model "
+                                  "of that kind, target_dict its own vocabulary"),
     "old_source_dict": ("value", "vocabulary changes of a pretrained model are not implemented"),
     "old_target_dict": ("value", "vocabulary changes of a pretrained model are not implemented"),
     "default_embed": ("value", "vocabulary changes of a pretrained model are not implemented"),

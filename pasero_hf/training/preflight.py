@@ -15,6 +15,7 @@ import yaml
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.data.inspection import CorpusRow, format_corpus_table, inspect_corpora
 from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.training import target_vocab
 from pasero_hf.training.config import TrainingConfig
 
 
@@ -56,6 +57,7 @@ def check_inputs(config: TrainingConfig) -> list[CorpusRow]:
     for option in ("tokenizer_path", "dict"):
         if getattr(tokenization, option):
             config.resolve_data_path(getattr(tokenization, option), option)
+    target_vocab.check_target_side(config)
     try:
         return inspect_corpora(config.data)
     except (FileNotFoundError, ValueError) as error:
@@ -70,7 +72,7 @@ def dry_run_report(config: TrainingConfig, rows: list[CorpusRow]) -> str:
     resolved.pop("dry_run", None)
     resolved["model_dir"] = str(config.model_dir)
     tokenization = config.tokenization
-    for option in ("tokenizer_path", "dict"):
+    for option in ("tokenizer_path", "dict", *target_vocab.OPTIONS):
         if getattr(tokenization, option):
             resolved[option] = str(config.resolve_data_path(getattr(tokenization, option), option))
     pairs = ", ".join(f"{src}-{tgt}" for src, tgt in config.lang_pairs) or "(per corpus)"

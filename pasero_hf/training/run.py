@@ -61,6 +61,7 @@ from pasero_hf.training.pretrained import (
     trim_pretrained_vocabulary,
 )
 from pasero_hf.training.quiet import datasets_bars_disabled
+from pasero_hf.training.target_vocab import target_tokenizer_files, vocabulary_sizes
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
@@ -212,12 +213,14 @@ def _named_tokenizer(config: TrainingConfig):
             tokenizer_type="sentencepiece",
             spm_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
             dict_file=str(config.resolve_data_path(opts.dict, "dict")) if opts.dict else None,
+            **target_tokenizer_files(config),
         )
     if not opts.tokenizer_path or not opts.dict:
         raise ConfigError("tokenizer_path and dict: both required with tokenizer 'pasero' (BPE codes and dict.txt)")
     return PaseroTokenizer(
         bpe_file=str(config.resolve_data_path(opts.tokenizer_path, "tokenizer_path")),
         dict_file=str(config.resolve_data_path(opts.dict, "dict")),
+        **target_tokenizer_files(config),
     )
 
 
@@ -233,7 +236,7 @@ def model_config(config: TrainingConfig, tokenizer) -> PaseroConfig:
     try:
         return PaseroConfig.from_arch(
             opts.arch,
-            vocab_size=len(tokenizer),
+            **vocabulary_sizes(config, tokenizer),  # with target_dict: the target's, and encoder_vocab_size
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,

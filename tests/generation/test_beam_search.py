@@ -166,6 +166,29 @@ def test_agrees_with_transformers_beam_search_without_length_normalization(fixtu
         assert [hyp.score for hyp in nbest] == pytest.approx(scores[i].tolist(), abs=1e-4)
 
 
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_repeat_penalty_agrees_with_transformers(fixture_fsmt, fsmt_sources, beam_size):
+    """`repeat_penalty` is `generate`'s `repetition_penalty`: on the logits in greedy search, on the log-probabilities
+    in beam search, over the decoder input so far (its start token included); same outputs and scores."""
+    ids, mask = _batch(fsmt_sources)
+    plain = pasero_search(fixture_fsmt, ids, mask, beam_size=beam_size, max_output_len=60, len_penalty=0.0)
+    ours = pasero_search(fixture_fsmt, ids, mask, beam_size=beam_size, n_best=beam_size, max_output_len=60,
+                         len_penalty=0.0, repeat_penalty=1.2)
+    theirs = fixture_fsmt.generate(
+        input_ids=ids, attention_mask=mask, num_beams=beam_size, num_return_sequences=beam_size, length_penalty=0.0,
+        early_stopping=True, max_new_tokens=60, do_sample=False, forced_eos_token_id=None, repetition_penalty=1.2,
+        output_scores=True, return_dict_in_generate=True,
+    )
+    sequences = theirs.sequences.view(len(fsmt_sources), beam_size, -1)[:, :, 1:]
+    assert [nbest[0].tokens for nbest in ours] != [nbest[0].tokens for nbest in plain], "the penalty changes outputs"
+    for i, nbest in enumerate(ours):
+        assert len(nbest) == beam_size or beam_size == 1, "no sentence may reach the cap for this comparison"
+        assert [hyp.tokens for hyp in nbest] == [[t for t in row if t != PAD] for row in sequences[i].tolist()]
+        if beam_size > 1:  # the beam scores sum the penalized log-probabilities, as generate's
+            assert [hyp.score for hyp in nbest] == pytest.approx(
+                theirs.sequences_scores.view(len(fsmt_sources), beam_size)[i].tolist(), abs=1e-4)
+
+
 def test_pasero_length_normalization_ranks_the_nbest(fixture_fsmt, fsmt_sources):
     ids, mask = _batch(fsmt_sources)
     results = pasero_search(fixture_fsmt, ids, mask, beam_size=5, n_best=5, max_output_len=100, len_penalty=1.0)
@@ -306,8 +329,8 @@ def test_invalid_options_are_rejected(random_m2m100):
         pasero_search(random_m2m100, ids, mask, beam_size=3, n_best=4)
     with pytest.raises(ValueError, match="n_best=2 needs beam search"):
         pasero_search(random_m2m100, ids, mask, beam_size=1, n_best=2)
-    with pytest.raises(ValueError, match="repeat_penalty is not supported by beam search"):
-        pasero_search(random_m2m100, ids, mask, beam_size=2, repeat_penalty=1.2)
+    with pytest.raises(ValueError, match="repeat_penalty must be > 0"):
+        pasero_search(random_m2m100, ids, mask, beam_size=2, repeat_penalty=0.0)
     with pytest.raises(ValueError, match="top_k and top_p cannot be combined"):
         pasero_search(random_m2m100, ids, mask, sampling=True, top_k=5, top_p=0.9)
     with pytest.raises(ValueError, match="max_output_len must be at least 1"):

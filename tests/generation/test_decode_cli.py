@@ -67,6 +67,18 @@ def test_stdin_line_by_line(nllb_dir, nllb_generator):
     assert "unknown decoding option 'beam_sise'" in result.stderr
 
 
+def test_repetition_penalty(nllb_dir, nllb_generator, corpus):
+    directory, sources, _ = corpus
+    result = pasero_decode(nllb_dir, "-i", directory / "test.eng_Latn", "-t", "spa_Latn", "--beam-size", "2",
+                           "--max-output-len", "12", "--repetition-penalty", "1.5")
+
+    def expected(**options):
+        return [n[0]["detok"] for n in nllb_generator.decode(
+            *sources, source_lang="eng_Latn", target_lang="spa_Latn", beam_size=2, max_output_len=12, **options)]
+
+    assert result.stdout.split("\n")[:-1] == expected(repetition_penalty=1.5) != expected()
+
+
 def run_main(capsys, *args):
     """The console script's entry point in this process (the error paths need no model start-up cost)."""
     with pytest.raises(SystemExit) as exit_info:
@@ -97,6 +109,9 @@ def test_clear_errors(nllb_dir, tmp_path, capsys, monkeypatch):
 
     code, err = run_main(capsys, nllb_dir, "-s", "eng_Latn", "-t", "spa_Latn", "--beam-size", "0")
     assert code == 1 and "beam_size must be >= 1" in err
+
+    code, err = run_main(capsys, nllb_dir, "-s", "eng_Latn", "-t", "spa_Latn", "--repetition-penalty", "0")
+    assert code == 1 and "repeat_penalty must be > 0" in err
 
     code, err = run_main(capsys, nllb_dir, "-s", "eng_Latn", "-t", "spa_Latn", "--continue")
     assert code == 1 and "--continue needs -o/--output" in err

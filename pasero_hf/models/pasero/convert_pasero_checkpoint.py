@@ -96,6 +96,9 @@ def config_from_options(options: dict[str, Any], state_dict: dict[str, torch.Ten
         problems.append(f"activation_fn={options.get('activation_fn')!r} (supported: relu, gelu, gelu_tanh)")
     if options.get("bos_idx", 2) != options.get("eos_idx", 2):
         problems.append(f"bos_idx={options.get('bos_idx')} != eos_idx={options.get('eos_idx')} (decoder start = EOS)")
+    if options.get("target_dict") and options.get("shared_embeddings", True):
+        problems.append(f"target_dict={options['target_dict']!r} with shared_embeddings=True (a separate target "
+                        f"vocabulary needs shared_embeddings=False: one embedding matrix cannot index two dictionaries)")
     if problems:
         raise ConversionError(f"{source}: unsupported Pasero options:\n  " + "\n  ".join(problems))
 
@@ -214,15 +217,27 @@ def build_tokenizer(model_dir: Path, options: dict[str, Any]):
     from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
 
     model_dir = Path(model_dir)
-    if options.get("target_dict") or options.get("target_tokenizer_path"):
-        raise ConversionError(f"{model_dir}: separate target dictionaries/tokenizers are not supported")
     if options.get("tokenizer", "pasero") != "pasero":
         raise ConversionError(f"{model_dir}: tokenizer={options.get('tokenizer')!r} is not supported (only 'pasero')")
-    dict_path = model_dir / options.get("dict", "dict.txt")
-    bpe_path = model_dir / options.get("tokenizer_path", "bpecodes")
-    for path, option in ((dict_path, "dict"), (bpe_path, "tokenizer_path")):
+    if options.get("target_tokenizer") not in (None, options.get("tokenizer", "pasero")):
+        raise ConversionError(f"{model_dir}: target_tokenizer={options.get('target_tokenizer')!r} is not supported "
+                              f"(the target side must use the source's kind of tokenizer, "
+                              f"{options.get('tokenizer', 'pasero')!r})")
+    # Pasero's separate target side (target_dict, target_tokenizer_path), in inference.yaml when it differs
+    files = {"dict": "dict.txt", "tokenizer_path": "bpecodes", "target_dict": None, "target_tokenizer_path": None}
+    paths = {}
+    for option, default in files.items():
+        value = options.get(option) or default
+        if value is None:
+            continue
+        path = model_dir / value
+        if not path.exists() and (model_dir / Path(value).name).exists():
+            path = model_dir / Path(value).name  # Pasero copies the tokenizer files to the model directory's root
         if not path.exists():
             raise ConversionError(f"{model_dir}/inference.yaml: {option} points to a missing file {path}")
+        paths[option] = path
+    dict_path, bpe_path = paths["dict"], paths["tokenizer_path"]
+    target_dict, target_bpe = paths.get("target_dict"), paths.get("target_tokenizer_path")
     source_langs = options.get("source_langs") or []
     target_langs = options.get("target_langs") or []
     return PaseroTokenizer(
@@ -234,7 +249,22 @@ def build_tokenizer(model_dir: Path, options: dict[str, Any]):
         target_lang_code=bool(options.get("target_lang_code")),
         src_lang=source_langs[0] if len(source_langs) == 1 else None,
         tgt_lang=target_langs[0] if len(target_langs) == 1 else None,
+        target_dict_file=str(target_dict) if target_dict else None,
+        target_bpe_file=str(target_bpe) if target_bpe else None,
     )
+
+
+def check_vocabulary_sizes(model: PaseroForConditionalGeneration, tokenizer, options: dict[str, Any],
+                           source: str) -> None:
+    """Each dictionary fits its embedding matrix (Pasero may pad a matrix beyond its dictionary, never less)."""
+    config = model.config
+    sides = [("dict", tokenizer.vocab_size, config.encoder_vocab_size or config.vocab_size, "encoder")]
+    if tokenizer.separate_vocabs:
+        sides.append(("target_dict", tokenizer.target_vocab_size, config.vocab_size, "decoder"))
+    for option, entries, rows, side in sides:
+        if entries > rows:
+            raise ConversionError(f"{source}: {option} {options.get(option)!r} has {entries} entries but the {side} "
+                                  f"embeddings have {rows} rows: not the dictionary this model was trained with")
 
 
 def load_pasero_model(
@@ -271,9 +301,10 @@ def convert_pasero_checkpoint(
         raise FileExistsError(f"output directory {output_dir} exists and is not empty (use overwrite=True / --force)")
     model, _, options = load_pasero_model(model_dir, checkpoint)
     tokenizer = build_tokenizer(model_dir, options)
+    check_vocabulary_sizes(model, tokenizer, options, str(model_dir / checkpoint))
     if tokenizer.target_lang_code and tokenizer.tgt_lang:
         # single-target model trained with target language codes: decoding starts with `</s> <lang:tgt>`
-        model.generation_config.forced_bos_token_id = tokenizer.lang_code_id(tokenizer.tgt_lang)
+        model.generation_config.forced_bos_token_id = tokenizer.lang_code_id(tokenizer.tgt_lang, target=True)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
