@@ -242,3 +242,34 @@ def test_training_policies_and_load_balancing_loss(make_moe):
     torch.testing.assert_close(output.encoder_aux_loss, expected)
     output.loss.backward()
     assert router.classifier.weight.grad is not None and router.classifier.weight.grad.abs().sum() > 0
+
+
+def test_loss_over_num_items_in_batch_accumulates_to_the_joined_batch_loss(make_moe):
+    """Gradient accumulation: with `Trainer`'s `num_items_in_batch` (the target tokens of the whole accumulated
+    batch), the losses and gradients of two micro-batches add up to those of the joined batch."""
+    model = make_moe()
+    batch = _batch(batch=4, src_len=10, tgt_len=8)
+    labels = batch["decoder_input_ids"][:, 1:].clone()
+    labels[batch["decoder_attention_mask"][:, 1:] == 0] = -100
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
+    first, second = slice(0, 2), slice(2, 4)
+    # micro-batches with different token counts: a mean per micro-batch would weigh their tokens differently
+    assert (labels[first] != -100).sum() != (labels[second] != -100).sum()
+
+    def loss_and_grad(rows: slice, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        loss = model(**{name: value[rows] for name, value in inputs.items()}, **kwargs).loss
+        loss.backward()
+        return loss.detach(), model.lm_head.weight.grad.clone()
+
+    joined_loss, joined_grad = loss_and_grad(slice(None))
+    num_items = (labels != -100).sum()
+    first_loss, first_grad = loss_and_grad(first, num_items_in_batch=num_items)
+    second_loss, second_grad = loss_and_grad(second, num_items_in_batch=num_items)
+    assert torch.allclose(first_loss + second_loss, joined_loss, atol=1e-6)
+    assert torch.allclose(first_grad + second_grad, joined_grad, atol=1e-6)
+    # without it, each micro-batch averages over its own tokens
+    mean_of_means = (loss_and_grad(first)[0] + loss_and_grad(second)[0]) / 2
+    assert not torch.allclose(mean_of_means, joined_loss, atol=1e-4)
+    # an int count (custom trainers) works too
+    assert torch.allclose(loss_and_grad(first, num_items_in_batch=int(num_items))[0], first_loss)

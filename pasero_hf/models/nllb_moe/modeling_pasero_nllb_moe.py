@@ -28,6 +28,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
+from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -160,24 +161,36 @@ def _padding_mask(attention_mask: torch.Tensor | None, seq_len: int) -> torch.Te
     return attention_mask[:, -seq_len:] == 0
 
 
-def _feed_forward(ffn: nn.Module, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-    if isinstance(ffn, PaseroNllbMoeSparseMLP):
-        return ffn(hidden_states, padding_mask)
-    return ffn(hidden_states)
+class _PaseroNllbMoeLayer(GradientCheckpointingLayer):
+    """What encoder and decoder layers share: the (sparse or dense) feed-forward block and its residual, built by
+    subclasses after their attention blocks (module order, hence seeded initialization, as in transformers)."""
+
+    def init_feed_forward(self, config: PaseroNllbMoeConfig, side: str, layer_idx: int) -> None:
+        num_experts = getattr(config, f"{side}_experts_per_layer")[layer_idx]
+        self.is_sparse = num_experts > 0
+        ffn_dim = getattr(config, f"{side}_ffn_dim")
+        if self.is_sparse:
+            self.ffn = PaseroNllbMoeSparseMLP(config, ffn_dim, num_experts)
+        else:
+            self.ffn = NllbMoeDenseActDense(config, ffn_dim)
+        self.ff_layer_norm = nn.LayerNorm(config.d_model)
+        self.ff_dropout = nn.Dropout(config.activation_dropout)
+
+    def feed_forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        residual = hidden_states
+        hidden_states = self.ff_layer_norm(hidden_states)
+        hidden_states = self.ffn(hidden_states, padding_mask) if self.is_sparse else self.ffn(hidden_states)
+        hidden_states = residual + self.ff_dropout(hidden_states)
+        if hidden_states.dtype == torch.float16:
+            clamp_value = torch.finfo(hidden_states.dtype).max - 1000
+            hidden_states = hidden_states.clamp(min=-clamp_value, max=clamp_value)
+        return hidden_states
 
 
-def _build_ffn(config: PaseroNllbMoeConfig, ffn_dim: int, num_experts: int) -> nn.Module:
-    if num_experts:
-        return PaseroNllbMoeSparseMLP(config, ffn_dim, num_experts)
-    return NllbMoeDenseActDense(config, ffn_dim)
-
-
-class PaseroNllbMoeEncoderLayer(GradientCheckpointingLayer):
+class PaseroNllbMoeEncoderLayer(_PaseroNllbMoeLayer):
     def __init__(self, config: PaseroNllbMoeConfig, layer_idx: int):
         super().__init__()
         self.embed_dim = config.d_model
-        num_experts = config.encoder_experts_per_layer[layer_idx]
-        self.is_sparse = num_experts > 0
         self.self_attn = NllbMoeAttention(
             embed_dim=self.embed_dim,
             num_heads=config.encoder_attention_heads,
@@ -187,9 +200,7 @@ class PaseroNllbMoeEncoderLayer(GradientCheckpointingLayer):
         )
         self.attn_dropout = nn.Dropout(config.dropout)
         self.self_attn_layer_norm = nn.LayerNorm(self.embed_dim)
-        self.ffn = _build_ffn(config, config.encoder_ffn_dim, num_experts)
-        self.ff_layer_norm = nn.LayerNorm(config.d_model)
-        self.ff_dropout = nn.Dropout(config.activation_dropout)
+        self.init_feed_forward(config, "encoder", layer_idx)
 
     def forward(
         self,
@@ -202,23 +213,13 @@ class PaseroNllbMoeEncoderLayer(GradientCheckpointingLayer):
         hidden_states = self.self_attn_layer_norm(hidden_states)
         hidden_states, _ = self.self_attn(hidden_states, attention_mask=attention_mask, **kwargs)
         hidden_states = residual + self.attn_dropout(hidden_states)
-
-        residual = hidden_states
-        hidden_states = self.ff_layer_norm(hidden_states)
-        hidden_states = _feed_forward(self.ffn, hidden_states, padding_mask)
-        hidden_states = residual + self.ff_dropout(hidden_states)
-        if hidden_states.dtype == torch.float16:
-            clamp_value = torch.finfo(hidden_states.dtype).max - 1000
-            hidden_states = hidden_states.clamp(min=-clamp_value, max=clamp_value)
-        return hidden_states
+        return self.feed_forward(hidden_states, padding_mask)
 
 
-class PaseroNllbMoeDecoderLayer(GradientCheckpointingLayer):
+class PaseroNllbMoeDecoderLayer(_PaseroNllbMoeLayer):
     def __init__(self, config: PaseroNllbMoeConfig, layer_idx: int):
         super().__init__()
         self.embed_dim = config.d_model
-        num_experts = config.decoder_experts_per_layer[layer_idx]
-        self.is_sparse = num_experts > 0
         self.self_attn = NllbMoeAttention(
             embed_dim=self.embed_dim,
             num_heads=config.decoder_attention_heads,
@@ -240,9 +241,7 @@ class PaseroNllbMoeDecoderLayer(GradientCheckpointingLayer):
             layer_idx=layer_idx,
         )
         self.cross_attention_layer_norm = nn.LayerNorm(self.embed_dim)
-        self.ffn = _build_ffn(config, config.decoder_ffn_dim, num_experts)
-        self.ff_layer_norm = nn.LayerNorm(config.d_model)
-        self.ff_dropout = nn.Dropout(config.activation_dropout)
+        self.init_feed_forward(config, "decoder", layer_idx)
 
     def forward(
         self,
@@ -272,15 +271,7 @@ class PaseroNllbMoeDecoderLayer(GradientCheckpointingLayer):
                 **kwargs,
             )
             hidden_states = residual + self.attn_dropout(hidden_states)
-
-        residual = hidden_states
-        hidden_states = self.ff_layer_norm(hidden_states)
-        hidden_states = _feed_forward(self.ffn, hidden_states, padding_mask)
-        hidden_states = residual + self.ff_dropout(hidden_states)
-        if hidden_states.dtype == torch.float16:
-            clamp_value = torch.finfo(hidden_states.dtype).max - 1000
-            hidden_states = hidden_states.clamp(min=-clamp_value, max=clamp_value)
-        return hidden_states
+        return self.feed_forward(hidden_states, padding_mask)
 
 
 class PaseroNllbMoePreTrainedModel(PreTrainedModel):
@@ -313,17 +304,13 @@ class PaseroNllbMoePreTrainedModel(PreTrainedModel):
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
 
-class PaseroNllbMoeEncoder(PaseroNllbMoePreTrainedModel):
-    _can_record_outputs = {
-        "hidden_states": PaseroNllbMoeEncoderLayer,
-        "router_logits": OutputRecorder(PaseroNllbMoeTop2Router, index=0),
-        "attentions": NllbMoeAttention,
-    }
+class _PaseroNllbMoeStack(PaseroNllbMoePreTrainedModel):
+    """What the encoder and the decoder share: embeddings, positions, layers, final norm."""
 
-    def __init__(self, config: PaseroNllbMoeConfig):
+    def __init__(self, config: PaseroNllbMoeConfig, side: str, layer_class: type):
         super().__init__(config)
         self.dropout = config.dropout
-        self.layerdrop = config.encoder_layerdrop
+        self.layerdrop = getattr(config, f"{side}_layerdrop")
         self.padding_idx = config.pad_token_id
         embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_tokens = NllbMoeScaledWordEmbedding(
@@ -332,12 +319,24 @@ class PaseroNllbMoeEncoder(PaseroNllbMoePreTrainedModel):
         self.embed_positions = NllbMoeSinusoidalPositionalEmbedding(
             config.max_position_embeddings, config.d_model, self.padding_idx
         )
-        self.layers = nn.ModuleList(
-            [PaseroNllbMoeEncoderLayer(config, layer_idx) for layer_idx in range(config.encoder_layers)]
-        )
+        self.layers = nn.ModuleList(layer_class(config, idx) for idx in range(getattr(config, f"{side}_layers")))
         self.layer_norm = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
         self.post_init()
+
+    def skip_layer(self) -> bool:
+        return self.training and self.layerdrop > 0.0 and bool(torch.rand([]) < self.layerdrop)
+
+
+class PaseroNllbMoeEncoder(_PaseroNllbMoeStack):
+    _can_record_outputs = {
+        "hidden_states": PaseroNllbMoeEncoderLayer,
+        "router_logits": OutputRecorder(PaseroNllbMoeTop2Router, index=0),
+        "attentions": NllbMoeAttention,
+    }
+
+    def __init__(self, config: PaseroNllbMoeConfig):
+        super().__init__(config, "encoder", PaseroNllbMoeEncoderLayer)
 
     @merge_with_config_defaults
     @capture_outputs
@@ -358,13 +357,13 @@ class PaseroNllbMoeEncoder(PaseroNllbMoePreTrainedModel):
             config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
         )
         for layer in self.layers:
-            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+            if self.skip_layer():
                 continue
             hidden_states = layer(hidden_states, attention_mask, padding_mask=padding_mask, **kwargs)
         return MoEModelOutput(last_hidden_state=self.layer_norm(hidden_states))
 
 
-class PaseroNllbMoeDecoder(PaseroNllbMoePreTrainedModel):
+class PaseroNllbMoeDecoder(_PaseroNllbMoeStack):
     _can_record_outputs = {
         "hidden_states": PaseroNllbMoeDecoderLayer,
         "attentions": OutputRecorder(NllbMoeAttention, layer_name="self_attn", index=1),
@@ -373,23 +372,7 @@ class PaseroNllbMoeDecoder(PaseroNllbMoePreTrainedModel):
     }
 
     def __init__(self, config: PaseroNllbMoeConfig):
-        super().__init__(config)
-        self.dropout = config.dropout
-        self.layerdrop = config.decoder_layerdrop
-        self.padding_idx = config.pad_token_id
-        embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_tokens = NllbMoeScaledWordEmbedding(
-            config.vocab_size, config.d_model, self.padding_idx, embed_scale=embed_scale
-        )
-        self.embed_positions = NllbMoeSinusoidalPositionalEmbedding(
-            config.max_position_embeddings, config.d_model, self.padding_idx
-        )
-        self.layers = nn.ModuleList(
-            [PaseroNllbMoeDecoderLayer(config, layer_idx) for layer_idx in range(config.decoder_layers)]
-        )
-        self.layer_norm = nn.LayerNorm(config.d_model)
-        self.gradient_checkpointing = False
-        self.post_init()
+        super().__init__(config, "decoder", PaseroNllbMoeDecoderLayer)
 
     @merge_with_config_defaults
     @capture_outputs
@@ -424,7 +407,7 @@ class PaseroNllbMoeDecoder(PaseroNllbMoePreTrainedModel):
         hidden_states = F.dropout(inputs_embeds + positions, p=self.dropout, training=self.training)
 
         for layer in self.layers:
-            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+            if self.skip_layer():
                 continue
             hidden_states = layer(
                 hidden_states,
@@ -555,6 +538,7 @@ class PaseroNllbMoeForConditionalGeneration(PaseroNllbMoePreTrainedModel, Genera
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_router_logits: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> Seq2SeqMoEOutput:
         if output_router_logits is None:
@@ -578,7 +562,9 @@ class PaseroNllbMoeForConditionalGeneration(PaseroNllbMoePreTrainedModel, Genera
 
         loss = encoder_aux_loss = decoder_aux_loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+            # over `num_items_in_batch` tokens when `Trainer` passes the token count of the whole accumulated batch
+            logits_2d = logits.reshape(-1, logits.shape[-1]).float()
+            loss = fixed_cross_entropy(logits_2d, labels.to(logits.device).reshape(-1), num_items_in_batch)
             if output_router_logits:
                 encoder_aux_loss = load_balancing_loss(outputs.encoder_router_logits, attention_mask)
                 decoder_aux_loss = load_balancing_loss(outputs.decoder_router_logits, decoder_attention_mask)

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.utils import logging
 
-from .configuration_pasero import adapter_name, check_adapter_name
+from .configuration_pasero import PaseroConfig, adapter_name, check_adapter_name
 
 logger = logging.get_logger(__name__)
 _KEEP = object()  # "leave this side's adapter selection as it is" in `set_active_adapters`
@@ -50,6 +50,30 @@ def init_adapter_projection(projection: nn.Linear) -> None:
         init.uniform_(projection.weight, -1e-6, 1e-6)
     init.zeros_(projection.bias)
 
+
+class PaseroAdapterLayer:
+    """Adapter handling of an encoder or decoder layer (with its `fc1`): the adapters stacked on its output."""
+
+    def init_adapters(self, config: PaseroConfig, side: str, layer_idx: int) -> None:
+        self.adapter_dim = getattr(config, f"{side}_adapter_dim")
+        self.adapter_zero_init = config.adapter_zero_init
+        self.adapters = nn.ModuleDict()
+        layer_ids = getattr(config, f"{side}_adapter_layer_ids")
+        if self.adapter_dim and (layer_ids is None or layer_idx in layer_ids):
+            for name in getattr(config, f"{side}_adapters") or []:
+                self.add_adapter(name)
+
+    def add_adapter(self, name: str) -> None:
+        parameter = self.fc1.weight
+        self.adapters[name] = PaseroAdapter(self.fc1.in_features, self.adapter_dim, self.adapter_zero_init).to(
+            device=parameter.device, dtype=parameter.dtype
+        )
+
+    def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
+        for name in adapter_names:
+            if name in self.adapters:
+                x = self.adapters[name](x)
+        return x
 
 
 class PaseroAdapterStack:

@@ -17,6 +17,8 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.loss.loss_utils import fixed_cross_entropy
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -26,8 +28,10 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .adapters_pasero import PaseroAdapter, PaseroAdapterControls, PaseroAdapterStack, init_adapter_projection
+from .adapters_pasero import PaseroAdapterControls, PaseroAdapterLayer, PaseroAdapterStack, init_adapter_projection
 from .configuration_pasero import PaseroConfig
 
 logger = logging.get_logger(__name__)
@@ -57,19 +61,17 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain softmax attention; returns the output as (B, T, H, D) and the weights as (B, H, T, S)."""
+    """Plain softmax attention; returns the output as (B, T, H, D) and the weights as (B, H, T, S). Also takes the
+    boolean masks built for SDPA, as it stands in for SDPA when weights are asked for."""
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
+    elif attention_mask is not None:
         weights = weights + attention_mask
     weights = nn.functional.softmax(weights.float(), dim=-1).to(query.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
-
-
-def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Boolean (B, 1, T, S) mask (True = attend) -> additive float mask."""
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
 
 class PaseroSinusoidalPositions(nn.Module):
@@ -112,7 +114,7 @@ class PaseroAttention(nn.Module):
         self.dropout = config.attention_dropout
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
-        self.is_causal = False  # causality is always in the explicit mask
+        self.is_causal = False  # causality is always in the mask (None only for one query position)
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias and config.attention_key_bias)
         self.v_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
@@ -127,7 +129,8 @@ class PaseroAttention(nn.Module):
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: EncoderDecoderCache | None = None,
-        output_attentions: bool = False,
+        output_attentions: bool | None = False,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         query = self._heads(self.q_proj(hidden_states))
         layer_cache = None
@@ -154,15 +157,10 @@ class PaseroAttention(nn.Module):
         beams = rows // key.shape[0]
         if beams > 1:
             query = self._group_beams(query, beams)
-        output, weights = attention_fn(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.dropout if self.training else 0.0,
-            scaling=self.scaling,
-        )
+            if attention_mask is not None:  # a padding mask, the same for every query of a source
+                attention_mask = attention_mask[:, :, :1]
+        dropout = self.dropout if self.training else 0.0
+        output, weights = attention_fn(self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling)
         if beams > 1:
             output = output.reshape(rows, length, *output.shape[2:])
             if weights is not None:
@@ -183,10 +181,10 @@ class PaseroAttention(nn.Module):
         return query.unflatten(0, (-1, beams)).transpose(1, 2).flatten(2, 3)
 
 
-class _PaseroLayer(GradientCheckpointingLayer):
+class _PaseroLayer(PaseroAdapterLayer, GradientCheckpointingLayer):
     """What encoder and decoder layers share: the feed-forward block, norms placement and adapters."""
 
-    def __init__(self, config: PaseroConfig, side: str, layer_idx: int, adapter_names: Sequence[str]):
+    def __init__(self, config: PaseroConfig, side: str, layer_idx: int):
         super().__init__()
         embed_dim = config.embed_dim
         self.prenorm = getattr(config, f"{side}_prenorm")
@@ -199,17 +197,7 @@ class _PaseroLayer(GradientCheckpointingLayer):
         self.activation = _ACTIVATIONS[config.activation_fn]()
         self.activation_dropout = nn.Dropout(config.activation_dropout)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps)
-        self.adapter_dim = getattr(config, f"{side}_adapter_dim")
-        self.adapter_zero_init = config.adapter_zero_init
-        self.adapters = nn.ModuleDict()
-        for name in adapter_names:
-            self.add_adapter(name)
-
-    def add_adapter(self, name: str) -> None:
-        parameter = self.fc1.weight
-        self.adapters[name] = PaseroAdapter(self.fc1.in_features, self.adapter_dim, self.adapter_zero_init).to(
-            device=parameter.device, dtype=parameter.dtype
-        )
+        self.init_adapters(config, side, layer_idx)
 
     def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, block: Callable) -> tuple[torch.Tensor, ...]:
         """Residual block with the configured norm placement; returns the new states and the block's extra outputs."""
@@ -218,46 +206,37 @@ class _PaseroLayer(GradientCheckpointingLayer):
             x = norm(x)
         x, *extra = block(x)
         x = residual + self.dropout(x)
-        if not self.prenorm:
-            x = norm(x)
-        return (x, *extra)
+        return (x if self.prenorm else norm(x), *extra)
 
     def feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.fc2(self.activation_dropout(self.activation(self.fc1(x)))),)
 
-    def apply_adapters(self, x: torch.Tensor, adapter_names: Sequence[str]) -> torch.Tensor:
-        for name in adapter_names:
-            if name in self.adapters:
-                x = self.adapters[name](x)
-        return x
-
 
 class PaseroEncoderLayer(_PaseroLayer):
-    def __init__(self, config: PaseroConfig, layer_idx: int, adapter_names: Sequence[str] = ()):
-        super().__init__(config, "encoder", layer_idx, adapter_names)
+    def __init__(self, config: PaseroConfig, layer_idx: int):
+        super().__init__(config, "encoder", layer_idx)
 
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
-        output_attentions: bool = False,
         adapter_names: Sequence[str] = (),
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's output states and its self-attention weights (None unless `output_attentions`)."""
         hidden_states, weights = self.sublayer(
             hidden_states,
             self.self_attn_layer_norm,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, output_attentions=output_attentions),
+            lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs),
         )
         (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
         return self.apply_adapters(hidden_states, adapter_names), weights
 
 
 class PaseroDecoderLayer(_PaseroLayer):
-    def __init__(self, config: PaseroConfig, layer_idx: int, adapter_names: Sequence[str] = ()):
-        super().__init__(config, "decoder", layer_idx, adapter_names)
-        self.encoder_attn = PaseroAttention(
-            config, config.decoder_attention_heads, layer_idx, is_cross_attention=True
-        )
+    def __init__(self, config: PaseroConfig, layer_idx: int):
+        super().__init__(config, "decoder", layer_idx)
+        self.encoder_attn = PaseroAttention(config, config.decoder_attention_heads, layer_idx, is_cross_attention=True)
         self.encoder_attn_layer_norm = nn.LayerNorm(config.embed_dim, eps=config.norm_eps)
 
     def forward(
@@ -267,26 +246,19 @@ class PaseroDecoderLayer(_PaseroLayer):
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None,
         cache: EncoderDecoderCache | None = None,
-        output_attentions: bool = False,
         adapter_names: Sequence[str] = (),
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The layer's output states, its self- and cross-attention weights (None unless `output_attentions`)."""
         hidden_states, self_weights = self.sublayer(
             hidden_states,
             self.self_attn_layer_norm,
-            lambda x: self.self_attn(
-                x, attention_mask=attention_mask, cache=cache, output_attentions=output_attentions
-            ),
+            lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, **kwargs),
         )
         hidden_states, cross_weights = self.sublayer(
             hidden_states,
             self.encoder_attn_layer_norm,
-            lambda x: self.encoder_attn(
-                x,
-                key_value_states=encoder_hidden_states,
-                attention_mask=encoder_attention_mask,
-                cache=cache,
-                output_attentions=output_attentions,
-            ),
+            lambda x: self.encoder_attn(x, encoder_hidden_states, encoder_attention_mask, cache, **kwargs),
         )
         (hidden_states,) = self.sublayer(hidden_states, self.final_layer_norm, self.feed_forward)
         return self.apply_adapters(hidden_states, adapter_names), self_weights, cross_weights
@@ -334,12 +306,11 @@ class PaseroPreTrainedModel(PreTrainedModel):
         return (model, info) if wants_info else model
 
 
-class _PaseroStack(PaseroAdapterStack, nn.Module):
+class _PaseroStack(PaseroAdapterStack, PaseroPreTrainedModel):
     """What the encoder and the decoder share: embeddings, positions, layers, adapter selection."""
 
     def __init__(self, config: PaseroConfig, side: str, embed_tokens: nn.Embedding, layer_class: type):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.side = side
         embed_dim = config.embed_dim
         self.embed_tokens = embed_tokens
@@ -355,22 +326,16 @@ class _PaseroStack(PaseroAdapterStack, nn.Module):
         )
         side_dropout = config.dropout if side == "encoder" else config.decoder_dropout
         self.dropout = nn.Dropout(config.embed_dropout if config.embed_dropout is not None else side_dropout)
-        adapter_layer_ids = getattr(config, f"{side}_adapter_layer_ids")
-        has_adapters = bool(getattr(config, f"{side}_adapter_dim"))
-        adapter_names = getattr(config, f"{side}_adapters") or []
-        self.layers = nn.ModuleList(
-            layer_class(
-                config,
-                layer_idx,
-                adapter_names
-                if has_adapters and (adapter_layer_ids is None or layer_idx in adapter_layer_ids)
-                else (),
-            )
-            for layer_idx in range(getattr(config, f"{side}_layers"))
-        )
+        self.layers = nn.ModuleList(layer_class(config, idx) for idx in range(getattr(config, f"{side}_layers")))
         self.layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps) if getattr(config, f"{side}_prenorm") else None
         self.active_adapters: list[str] | None = None  # None: chosen per batch / from the configuration
         self._warned_missing: set[str] = set()
+        self.post_init()
+
+    def init_parallel_plans(self) -> None:
+        # `PaseroConfig.base_model_tp_plan` names the model's `encoder.`/`decoder.` modules: the model applies it
+        super().init_parallel_plans()
+        self._tp_plan = {}
 
     # -- embeddings ------------------------------------------------------------------------------------------
     def embed(
@@ -397,54 +362,42 @@ class _PaseroStack(PaseroAdapterStack, nn.Module):
 
 
 class PaseroEncoder(_PaseroStack):
+    _can_record_outputs = {"hidden_states": PaseroEncoderLayer, "attentions": OutputRecorder(PaseroAttention, index=1)}
+
     def __init__(self, config: PaseroConfig, embed_tokens: nn.Embedding):
         super().__init__(config, "encoder", embed_tokens, PaseroEncoderLayer)
 
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         source_lang: str | None = None,
         target_lang: str | None = None,
         domain: str | None = None,
         **kwargs,
-    ) -> BaseModelOutput | tuple:
-        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
+    ) -> BaseModelOutput:
         adapters = self.resolve_adapters({"source_lang": source_lang, "target_lang": target_lang, "domain": domain})
         x = self.embed(input_ids, inputs_embeds, offset=0)
-        mask = None
-        if attention_mask is not None:
-            mask = _additive_mask(attention_mask.bool()[:, None, None, :], x.dtype)
-        all_states, all_attentions = [], []
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask)
         for layer in self.layers:
-            if output_hidden_states:
-                all_states.append(x)
-            x, weights = layer(x, mask, output_attentions=output_attentions, adapter_names=adapters)
-            if output_attentions:
-                all_attentions.append(weights)
-        if self.layer_norm is not None:
-            x = self.layer_norm(x)
-        if output_hidden_states:
-            all_states.append(x)
-        output = BaseModelOutput(
-            last_hidden_state=x,
-            hidden_states=tuple(all_states) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
+            x, _ = layer(x, mask, adapter_names=adapters, **kwargs)
+        return BaseModelOutput(last_hidden_state=x if self.layer_norm is None else self.layer_norm(x))
 
 
 class PaseroDecoder(_PaseroStack):
+    _can_record_outputs = {
+        "hidden_states": PaseroDecoderLayer,
+        "attentions": OutputRecorder(PaseroAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(PaseroAttention, index=1, layer_name="encoder_attn"),
+    }
+
     def __init__(self, config: PaseroConfig, embed_tokens: nn.Embedding):
         super().__init__(config, "decoder", embed_tokens, PaseroDecoderLayer)
 
+    @merge_with_config_defaults
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -454,19 +407,11 @@ class PaseroDecoder(_PaseroStack):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         source_lang: str | None = None,
         target_lang: str | None = None,
         domain: str | None = None,
         **kwargs,
-    ) -> BaseModelOutputWithPastAndCrossAttentions | tuple:
-        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        use_cache = use_cache if use_cache is not None else self.config.use_cache
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         if not use_cache:
@@ -474,56 +419,20 @@ class PaseroDecoder(_PaseroStack):
         adapters = self.resolve_adapters({"source_lang": source_lang, "target_lang": target_lang, "domain": domain})
         past_length = cache.self_attention_cache.get_seq_length() if cache is not None else 0
         x = self.embed(input_ids, inputs_embeds, offset=past_length)
-        self_mask = self._self_attention_mask(attention_mask, past_length, x)
-        cross_mask = None
-        if encoder_attention_mask is not None:
-            cross_mask = _additive_mask(encoder_attention_mask.bool()[:, None, None, :], x.dtype)
-        all_states, self_attentions, cross_attentions = [], [], []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_states.append(x)
-            x, self_weights, cross_weights = layer(
-                x,
-                self_mask,
-                encoder_hidden_states,
-                cross_mask,
-                cache=cache,
-                output_attentions=output_attentions,
-                adapter_names=adapters,
+        if attention_mask is not None and attention_mask.shape[-1] != past_length + x.shape[1]:
+            raise ValueError(
+                f"decoder_attention_mask covers {attention_mask.shape[-1]} positions, expected "
+                f"{past_length + x.shape[1]} ({past_length} cached + {x.shape[1]} new)"
             )
-            if output_attentions:
-                self_attentions.append(self_weights)
-                cross_attentions.append(cross_weights)
-        if self.layer_norm is not None:
-            x = self.layer_norm(x)
-        if output_hidden_states:
-            all_states.append(x)
-        output = BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=x,
-            cache=cache,
-            hidden_states=tuple(all_states) if output_hidden_states else None,
-            attentions=tuple(self_attentions) if output_attentions else None,
-            cross_attentions=tuple(cross_attentions) if output_attentions else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
-
-    def _self_attention_mask(
-        self, attention_mask: torch.Tensor | None, past_length: int, x: torch.Tensor
-    ) -> torch.Tensor | None:
-        length = x.shape[1]
-        if length == 1 and attention_mask is None:
-            return None  # one new position sees every cached one: incremental decoding needs no mask
-        total = past_length + length
-        query_positions = torch.arange(past_length, total, device=x.device)[:, None]
-        keep = (torch.arange(total, device=x.device)[None, :] <= query_positions)[None, None]
-        if attention_mask is not None:
-            if attention_mask.shape[-1] != total:
-                raise ValueError(
-                    f"decoder_attention_mask covers {attention_mask.shape[-1]} positions, expected {total} "
-                    f"({past_length} cached + {length} new)"
-                )
-            keep = keep & attention_mask.bool()[:, None, None, :]
-        return _additive_mask(keep, x.dtype)
+        self_cache = cache.self_attention_cache if cache is not None else None
+        # one new position sees every cached one: incremental decoding needs no mask, the others get an explicit one
+        allow_skip = x.shape[1] == 1
+        self_mask = create_causal_mask(self.config, x, attention_mask, self_cache, allow_is_causal_skip=allow_skip)
+        cross_mask = create_bidirectional_mask(self.config, x, encoder_attention_mask, encoder_hidden_states)
+        for layer in self.layers:
+            x, *_ = layer(x, self_mask, encoder_hidden_states, cross_mask, cache=cache, adapter_names=adapters, **kwargs)
+        last_hidden_state = x if self.layer_norm is None else self.layer_norm(x)
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=last_hidden_state, cache=cache)
 
 
 class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
@@ -549,12 +458,7 @@ class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
         if self.config.shared_embeddings:
             self.decoder.embed_tokens = value
 
-    def get_encoder(self, modality: str | None = None) -> PaseroEncoder:
-        return self.encoder
-
-    def get_decoder(self) -> PaseroDecoder:
-        return self.decoder
-
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -566,26 +470,17 @@ class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         source_lang: str | None = None,
         target_lang: str | None = None,
         domain: str | None = None,
         **kwargs,
-    ) -> Seq2SeqModelOutput | tuple:
+    ) -> Seq2SeqModelOutput:
         """Standard seq2seq forward. `source_lang`, `target_lang` and `domain` select adapters per batch (see
         `PaseroConfig.encoder_adapters_by`); they are ignored by models without adapters."""
-        selectors = {"source_lang": source_lang, "target_lang": target_lang, "domain": domain}
+        kwargs.update(source_lang=source_lang, target_lang=target_lang, domain=domain)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-                **selectors,
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(
@@ -601,12 +496,9 @@ class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
             cache=cache,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **selectors,
+            **kwargs,
         )
-        output = Seq2SeqModelOutput(
+        return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
             cache=decoder_outputs.cache,
             decoder_hidden_states=decoder_outputs.hidden_states,
@@ -616,7 +508,6 @@ class PaseroModel(PaseroAdapterControls, PaseroPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedModel, GenerationMixin):
@@ -637,18 +528,7 @@ class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedMode
             self._tied_weights_keys = {}
         self.post_init()
 
-    def get_encoder(self, modality: str | None = None) -> PaseroEncoder:
-        return self.model.encoder
-
-    def get_decoder(self) -> PaseroDecoder:
-        return self.model.decoder
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -661,14 +541,12 @@ class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedMode
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         source_lang: str | None = None,
         target_lang: str | None = None,
         domain: str | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
-    ) -> Seq2SeqLMOutput | tuple:
+    ) -> Seq2SeqLMOutput:
         """Standard seq2seq forward. `labels` (-100 = ignored) give a mean token cross-entropy `loss` (no label
         smoothing: trainers apply it from the logits), over `num_items_in_batch` tokens when `Trainer` passes it.
         `source_lang`, `target_lang` and `domain` select adapters."""
@@ -688,31 +566,22 @@ class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedMode
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
             source_lang=source_lang,
             target_lang=target_lang,
             domain=domain,
+            **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]),
-                labels.to(logits.device).reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            )
             # `Trainer` passes the token count of the whole accumulated batch, so that gradient accumulation and
             # data parallelism average over tokens rather than over micro-batches
-            num_items_in_batch = kwargs.get("num_items_in_batch")
             if num_items_in_batch is None:
                 num_items_in_batch = (labels != -100).sum()
-            if torch.is_tensor(num_items_in_batch):
-                num_items_in_batch = num_items_in_batch.to(loss.device)
-            loss = loss / num_items_in_batch
-        output = Seq2SeqLMOutput(
+            loss = fixed_cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), num_items_in_batch
+            )
+        return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
@@ -723,7 +592,6 @@ class PaseroForConditionalGeneration(PaseroAdapterControls, PaseroPreTrainedMode
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 __all__ = ["PaseroPreTrainedModel", "PaseroModel", "PaseroForConditionalGeneration", "shift_tokens_right"]
