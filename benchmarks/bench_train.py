@@ -7,21 +7,31 @@
 - the data pipeline alone (batches/s of the token-based training stream, no model).
 
 Both models train in this process, alternately, on the same pre-built batches, so the ratio holds on a busy machine.
-The original Pasero trained this model at ~1,930 target tokens/s with 1 thread and ~3,360 with 2 (same CPU).
+With the original Pasero's source (`--pasero-src DIR` or `PASERO_SRC`, an extracted naver/pasero tree), both
+toolkits also train this model end to end, each as its users run it, in fresh processes that alternate: the original
+`pasero-train` (its data worker process, its trainer) against our `pasero-train` path (`prepare_trainer` of the
+recipe's config, our token stream and `PaseroSeq2SeqTrainer`), the same config (the original's
+`pasero-bible-en-es` training.yaml: 7.4M parameters, batches of 2048 tokens, label smoothing 0.1, clip norm 1.0,
+lr 1e-3 with 200 warm-up steps), the same Bible corpus and BPE, the same torch threads. Target tokens/s and CPU
+seconds per 1,000 target tokens (the process and its data workers) over the steps after the warm-up.
 
-    python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--repeats 3] [--threads 1 2]
+    python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--repeats 3] [--threads 1 2] [--pasero-src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import machine_info, markdown_table, median_range, peak_rss_mb, record_bars, update_results
+from common import in_child, machine_info, markdown_table, median_range, peak_rss_mb, record_bars, update_results
 from transformers import (
     M2M100Config,
     M2M100ForConditionalGeneration,
@@ -108,6 +118,179 @@ def run_m2m100(batches: list[dict], vocab_size: int, warmup: int) -> float:
     return tokens_per_second(clock, batches, warmup)
 
 
+# The original `pasero-train`, run as its users run it, with a clock around its training steps: after each step,
+# the wall time, the CPU time of the process and its data workers, and the target tokens of the batches drawn so far
+# (non-padding decoder inputs: BOS + target, as many as target tokens + EOS). Written to a JSON file at the end.
+ORIGINAL_TRAIN = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+sys.path += sys.argv[6:]  # the original's own dependencies, after ours (which hold torch)
+import psutil
+import torch.optim.lr_scheduler as schedulers
+# the original passes `verbose` to LRScheduler.__init__, which torch 2.13 no longer takes (it only printed the rate)
+_init = schedulers.LRScheduler.__init__
+schedulers.LRScheduler.__init__ = lambda self, optimizer, last_epoch=-1, verbose=None: _init(self, optimizer, last_epoch)
+from pasero import training
+config, model_dir, out, total = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+records, tokens = [], [0]
+
+def tree_cpu():
+    processes = [psutil.Process()] + psutil.Process().children(recursive=True)
+    seconds = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            seconds += times.user + times.system
+        except psutil.Error:
+            pass
+    return seconds
+
+def counting(iterator):
+    for batch in iterator:
+        if batch is not None:
+            tokens[0] += int((batch['decoder_input'] != 1).sum())
+        yield batch
+
+step = training.Trainer.train_step
+def timed_step(self, batch_iterator):
+    if not hasattr(self, '_bench_iterator'):
+        self._bench_iterator = counting(batch_iterator)
+    step(self, self._bench_iterator)
+    records.append((time.perf_counter(), tree_cpu(), tokens[0]))
+    if len(records) == total:
+        with open(out, 'w') as file:
+            json.dump(records, file)
+training.Trainer.train_step = timed_step
+sys.argv = ['pasero-train', '-c', config, '--model-dir', model_dir, '--reset']
+from cli.train import main
+main()
+"""
+
+
+def original_config(data_dir: Path, steps: int, batch_size: int) -> dict:
+    """The training.yaml of the original's pasero-bible-en-es fixture (its model, batches and optimisation), with
+    no validation, logging or checkpoint inside the run."""
+    return {
+        "task": "translation", "arch": "transformer", "embed_dim": 256, "encoder_layers": 3, "decoder_layers": 3,
+        "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_ffn_dim": 1024,
+        "decoder_ffn_dim": 1024, "dropout": 0.1, "attention_dropout": 0.0, "shared_embeddings": True,
+        "tied_output_projection": True, "label_smoothing": 0.1, "lr": 0.001, "warmup": 200, "clip_norm": 1.0,
+        "data_dir": str(data_dir), "source_lang": "en", "target_lang": "es", "train_corpora": [{"paths": ["train"]}],
+        "valid_corpora": [{"paths": ["valid"]}], "tokenizer": "pasero", "tokenizer_path": str(TOKENIZER / "bpecodes"),
+        "dict": str(TOKENIZER / "dict.txt"), "batch_size": batch_size, "max_source_len": 256, "max_target_len": 256,
+        "dataloader_workers": 1, "seed": 1, "max_steps": steps, "log_interval": 10 ** 6, "valid_interval": 10 ** 6,
+        "save_interval": 10 ** 6, "keep_last": 1, "beam_size": 1, "dtype": "float32",
+    }
+
+
+def small_data_dir(directory: Path) -> Path:
+    """The Bible training corpus and 8 validation lines (the end-of-run validation is not timed; keep it short)."""
+    data = bible_en_es_dir()
+    directory.mkdir()
+    for lang in ("en", "es"):
+        (directory / f"train.{lang}").symlink_to(data / f"train.{lang}")
+        with open(data / f"valid.{lang}", encoding="utf-8") as file:
+            (directory / f"valid.{lang}").write_text("".join(next(file) for _ in range(8)), encoding="utf-8")
+    return directory
+
+
+def rate(records: list, warmup: int) -> dict:
+    """Target tokens/s and CPU seconds per 1,000 target tokens between the end of step `warmup` and the last step."""
+    (t0, cpu0, tok0), (t1, cpu1, tok1) = records[warmup - 1], records[-1]
+    return {"tok_s": (tok1 - tok0) / (t1 - t0), "cpu_per_ktok": 1000 * (cpu1 - cpu0) / (tok1 - tok0),
+            "tokens_per_step": (tok1 - tok0) / (len(records) - warmup)}
+
+
+def run_original(pasero_src: str, pasero_deps: str | None, data_dir: Path, steps: int, warmup: int, batch_size: int,
+                 threads: int) -> dict:
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(original_config(data_dir, warmup + steps, batch_size)))
+        out = Path(tmp) / "steps.json"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "CUDA_VISIBLE_DEVICES": ""}
+        subprocess.run([sys.executable, "-c", ORIGINAL_TRAIN, pasero_src, str(config), str(Path(tmp) / "model"),
+                        str(out), str(warmup + steps), *([pasero_deps] if pasero_deps else [])], check=True, cwd=tmp, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return rate(json.loads(out.read_text()), warmup)
+
+
+class ProcessClock(TrainerCallback):
+    """After every step: wall time, CPU time of this process and its DataLoader workers, target tokens so far."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = batches
+        self.records: list[tuple[float, float, int]] = []
+        self.tokens = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import psutil
+
+        self.tokens += int((self.batches[len(self.records)]["labels"] != -100).sum())
+        seconds = 0.0
+        for process in [psutil.Process()] + psutil.Process().children(recursive=True):
+            times = process.cpu_times()
+            seconds += times.user + times.system
+        self.records.append((time.perf_counter(), seconds, self.tokens))
+
+
+def run_ours_end_to_end(data_dir: str, steps: int, warmup: int, batch_size: int, threads: int, queue) -> None:
+    """Our pasero-train path in this (fresh) process: `prepare_trainer` of the recipe's config, as the original's."""
+    torch.set_num_threads(threads)
+    from pasero_hf.training.config import load_training_config
+    from pasero_hf.training.run import prepare_trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_training_config(
+            config_files=[REPO / "recipes" / "configs" / "bible-en-es.yaml"], data_dir=data_dir,
+            tokenizer_path=str(TOKENIZER / "bpecodes"), dict=str(TOKENIZER / "dict.txt"), batch_size=batch_size,
+            max_steps=warmup + steps, max_time=None, valid_interval=10 ** 6, save_interval=10 ** 6,
+            log_interval=10 ** 6, valid_max_lines=8, model_dir=str(Path(tmp) / "model"),
+            cache_dir=str(Path(tmp) / "cache"), seed=1)
+        trainer, _, _ = prepare_trainer(config)
+        stream = trainer.train_dataset
+        iterator = iter(type(stream)(stream.corpora, stream.datasets, stream.config, stream.pad_token_id,
+                                     stream.decoder_start_token_id))
+        clock = ProcessClock([next(iterator) for _ in range(warmup + steps)])  # the batches the trainer sees
+        trainer.add_callback(clock)
+        trainer.train()
+    queue.put(rate(clock.records, warmup))
+
+
+def compare_with_original(pasero_src: str, pasero_deps: str | None, threads_list: list[int], repeats: int, steps: int, warmup: int,
+                          batch_size: int) -> tuple[str, list]:
+    """Alternating end-to-end runs of the original pasero-train and ours: (markdown, bars)."""
+    rows, bars = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = small_data_dir(Path(tmp) / "data")
+        for threads in threads_list:
+            original, ours, loads = [], [], []
+            for _ in range(repeats):
+                loads.append(os.getloadavg()[0])
+                original.append(run_original(pasero_src, pasero_deps, data_dir, steps, warmup, batch_size, threads))
+                ours.append(in_child(run_ours_end_to_end, str(data_dir), steps, warmup, batch_size, threads))
+                print(f"{threads} thread(s): original Pasero {original[-1]['tok_s']:,.0f} tgt tok/s "
+                      f"({original[-1]['cpu_per_ktok']:.3f} CPU s / 1k tok), ours {ours[-1]['tok_s']:,.0f} "
+                      f"({ours[-1]['cpu_per_ktok']:.3f}), load average {loads[-1]:.1f}", flush=True)
+            wall = [a["tok_s"] / b["tok_s"] for a, b in zip(ours, original)]
+            cpu = [b["cpu_per_ktok"] / a["cpu_per_ktok"] for a, b in zip(ours, original)]
+            rows.append([threads, median_range([r["tok_s"] for r in original], "{:,.0f}"),
+                         median_range([r["tok_s"] for r in ours], "{:,.0f}"), median_range(wall), median_range(cpu),
+                         f"{statistics.median(r['tokens_per_step'] for r in original):,.0f} / "
+                         f"{statistics.median(r['tokens_per_step'] for r in ours):,.0f}",
+                         median_range(loads, "{:.1f}")])
+            bars.append((f"training throughput, {threads} thread(s), vs the original Pasero", ">= 1.1x",
+                         f"{statistics.median(wall):.2f}x wall, {statistics.median(cpu):.2f}x CPU time "
+                         f"(pairs {min(wall):.2f}-{max(wall):.2f})", statistics.median(wall) >= 1.1))
+    table = markdown_table(
+        ["torch threads", "original pasero-train (tgt tok/s)", "our pasero-train path (tgt tok/s)",
+         "ours / original, wall (median of pairs)", "ours / original, CPU time per token (median of pairs)",
+         "target tokens per step (original / ours)", "load average (1 min) at start"], rows)
+    return table, bars
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per run")
@@ -115,7 +298,34 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     parser.add_argument("--batch-size", type=int, default=2048, help="tokens per batch (as the demo)")
+    parser.add_argument("--pasero-src", default=os.environ.get("PASERO_SRC") or None,
+                        help="extracted naver/pasero tree: also train with the original pasero-train, end to end "
+                             "(default: $PASERO_SRC)")
+    parser.add_argument("--pasero-deps", default=os.environ.get("PASERO_DEPS") or None,
+                        help="a directory of the original's extra dependencies (stopes and hydra-core, installed with "
+                             "`pip install --target DIR`), searched after ours (default: $PASERO_DEPS)")
+    parser.add_argument("--only-original", action="store_true",
+                        help="only the end-to-end comparison with the original Pasero (needs --pasero-src)")
     args = parser.parse_args()
+    if args.only_original and not args.pasero_src:
+        parser.error("--only-original needs --pasero-src DIR (or PASERO_SRC)")
+    if args.pasero_src:
+        table, bars = compare_with_original(args.pasero_src, args.pasero_deps, args.threads, args.repeats, args.steps, args.warmup,
+                                            args.batch_size)
+        notes = (f"{args.repeats} alternating pairs per thread count, each run a fresh process: {args.steps} timed "
+                 f"steps after {args.warmup} warm-up steps, batches of {args.batch_size} tokens, float32, the same "
+                 "torch threads for both (OMP_NUM_THREADS / torch.set_num_threads). The original runs with its "
+                 "defaults for this config (one data worker process, as in the fixture's training.yaml); ours with "
+                 "its defaults (batches built in the training process). CPU time counts the process and its "
+                 "workers. On " + machine_info() + ".")
+        print(table, notes, sep="\n\n")
+        update_results("Training throughput vs the original Pasero", table + "\n\n" + notes,
+                       command=f"python benchmarks/bench_train.py --pasero-src DIR --only-original --steps "
+                               f"{args.steps} --warmup {args.warmup} --repeats {args.repeats} --threads "
+                               + " ".join(map(str, args.threads)))
+        record_bars("training vs the original Pasero", bars)
+        if args.only_original:
+            return
 
     tokenizer = PaseroTokenizer(bpe_file=str(TOKENIZER / "bpecodes"), dict_file=str(TOKENIZER / "dict.txt"))
     data = bible_en_es_dir()

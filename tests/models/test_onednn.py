@@ -1,5 +1,7 @@
-"""oneDNN linear layers on CPU: PyTorch's results and gradients, only inside the block, not under autocast."""
+"""oneDNN linear layers on CPU: PyTorch's results and gradients, only inside the block, not under autocast, and
+only for the layer shapes that oneDNN multiplies clearly faster on this CPU."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -12,7 +14,13 @@ def test_the_pinned_pytorch_build_has_onednn():
     assert onednn_available()
 
 
-def test_linear_layers_use_onednn_only_inside_the_block():
+@pytest.fixture
+def onednn_faster(monkeypatch):
+    """The library choice as on a CPU where oneDNN wins (AMD Zen 5): the tests below check the oneDNN path itself."""
+    monkeypatch.setattr(onednn, "onednn_is_faster", lambda *args, **kwargs: True)
+
+
+def test_linear_layers_use_onednn_only_inside_the_block(onednn_faster):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 256, bias=False)).eval()
     x = torch.randn(64, 256)
@@ -28,7 +36,7 @@ def test_linear_layers_use_onednn_only_inside_the_block():
         assert torch.equal(got, torch.ops.mkldnn._linear_pointwise(hidden, model[2].weight, None, "none", [], ""))
 
 
-def test_only_large_products_go_through_onednn(monkeypatch):
+def test_only_large_products_go_through_onednn(monkeypatch, onednn_faster):
     calls = []
 
     def recording_linear(x, weight, bias):
@@ -46,7 +54,7 @@ def test_only_large_products_go_through_onednn(monkeypatch):
     assert calls == [(512, 64)]
 
 
-def test_gradients_through_onednn_equal_pytorch_gradients():
+def test_gradients_through_onednn_equal_pytorch_gradients(onednn_faster):
     """Training: the forward and both backward products go through oneDNN, with PyTorch's gradients."""
     torch.manual_seed(0)
     layer = nn.Linear(256, 512)
@@ -87,3 +95,41 @@ def test_disabled_or_already_patched_layers_are_left_alone():
     with onednn_linear_layers(layer):
         assert layer.__dict__["forward"] is custom
     assert layer.__dict__["forward"] is custom
+
+
+def test_each_shape_is_timed_once_and_needs_a_clear_gain(monkeypatch):
+    """The products a mode needs are timed once per shape and thread count; oneDNN is chosen only when their total
+    takes at most 80% of MKL's (products timed apart do not show all of its costs inside a model)."""
+    timed = []
+    seconds = {"forward": (1.0, 0.5), "grad_input": (1.0, 1.0), "grad_weight": (1.0, 1.5)}
+
+    def fake_time(in_features, out_features, product):
+        timed.append((in_features, out_features, product))
+        return seconds[product]
+
+    monkeypatch.setattr(onednn, "_PRODUCT_SECONDS", {})
+    monkeypatch.setattr(onednn, "_time_product", fake_time)
+    assert onednn.onednn_is_faster(384, 16, "inference")  # 0.5 s vs 1 s
+    assert onednn.onednn_is_faster(384, 16, "frozen")  # 1.5 vs 2: exactly 75%
+    assert not onednn.onednn_is_faster(384, 16, "train")  # 3 vs 3: a tie is not worth it
+    assert not onednn.onednn_is_faster(384, 16, "train")
+    assert timed == [(384, 16, "forward"), (384, 16, "grad_input"), (384, 16, "grad_weight")]
+
+
+def test_real_timing_gives_a_decision_and_layers_it_rejects_keep_pytorch(monkeypatch):
+    monkeypatch.setattr(onednn, "_PRODUCT_SECONDS", {})
+    decision = onednn.onednn_is_faster(256, 16, "train")
+    assert isinstance(decision, bool)
+    assert {key[2] for key in onednn._PRODUCT_SECONDS} == {"forward", "grad_input", "grad_weight"}
+    assert all(mkl > 0 and dnn > 0 for mkl, dnn in onednn._PRODUCT_SECONDS.values())
+
+    calls = []
+    monkeypatch.setattr(onednn, "_linear", lambda *args: calls.append(args))
+    monkeypatch.setattr(onednn, "onednn_is_faster", lambda *args, **kwargs: False)
+    layer = nn.Linear(256, 256)
+    x = torch.randn(512, 256, requires_grad=True)
+    with onednn_linear_layers(layer):
+        layer(x).sum().backward()
+        with torch.no_grad():
+            layer(x)
+    assert calls == []

@@ -39,6 +39,22 @@ def accelerate_launch(config_file: str, script: Path, *args: str) -> subprocess.
                    str(REPO / "accelerate_configs" / config_file), "--main_process_port", "0", str(script), *args])
 
 
+def assert_probes_match(one_dir: Path, two_dir: Path, steps: int) -> None:
+    """ddp_probe.py records: 1 process accumulating 2 micro-batches = 2 ranks taking one each (different data per
+    rank, the same parameters on both after every step, the same losses)."""
+    one = json.loads((one_dir / "probe.rank0.json").read_text())
+    ranks = [json.loads((two_dir / f"probe.rank{r}.json").read_text()) for r in (0, 1)]
+    assert one["world_size"] == 1 and one["gradient_accumulation_steps"] == 2
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["gradient_accumulation_steps"] == 1
+
+    for step in range(steps):
+        rank_batches = [r["batches"][step][0] for r in ranks]
+        assert rank_batches[0] != rank_batches[1]                  # different data on each rank
+        assert rank_batches == one["batches"][step]                 # = the micro-batches of the 1-process step
+        assert ranks[0]["checksums"][step] == ranks[1]["checksums"][step]  # identical parameters
+    assert ranks[0]["losses"] == pytest.approx(one["losses"], rel=1e-5)
+
+
 def test_ddp_two_processes_match_one_process_with_the_same_effective_batch(write_config, tmp_path):
     """virtual_dp_size 2: one process accumulates global batches 0 and 1, two processes take one each. Both see the
     same data per step, so losses and weights must match; the two ranks train on different data with identical
@@ -52,17 +68,7 @@ def test_ddp_two_processes_match_one_process_with_the_same_effective_batch(write
                           "--model-dir", str(out / "model"))
         runs[name] = out
 
-    one = json.loads((runs["one"] / "probe.rank0.json").read_text())
-    ranks = [json.loads((runs["two"] / f"probe.rank{r}.json").read_text()) for r in (0, 1)]
-    assert one["world_size"] == 1 and one["gradient_accumulation_steps"] == 2
-    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["gradient_accumulation_steps"] == 1
-
-    for step in range(3):
-        rank_batches = [r["batches"][step][0] for r in ranks]
-        assert rank_batches[0] != rank_batches[1]                  # different data on each rank
-        assert rank_batches == one["batches"][step]                 # = the micro-batches of the 1-process step
-        assert ranks[0]["checksums"][step] == ranks[1]["checksums"][step]  # identical parameters
-    assert ranks[0]["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert_probes_match(runs["one"], runs["two"], steps=3)
     last_two = load_file(str(runs["two"] / "model" / "model_last" / "model.safetensors"))
     last_one = load_file(str(runs["one"] / "model" / "model_last" / "model.safetensors"))
     for key in last_one:
