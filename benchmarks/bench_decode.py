@@ -152,7 +152,7 @@ def run_system(system: str, paths: dict[str, Path], sources: list[str], beam_siz
     torch.set_num_threads(threads)
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
+    import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.generation.batching import length_sorted_batches
     from pasero_hf.generation.decoding_options import DecodingOptions
     from pasero_hf.generation.text_generator import TextGenerator, lines_per_batch
@@ -343,7 +343,7 @@ def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], 
     import torch
 
     torch.set_num_threads(threads)
-    import pasero_hf  # noqa: F401
+    import pasero_hf.models  # noqa: F401  (registers the Auto classes)
     from pasero_hf.generation.batching import length_sorted_batches
     from pasero_hf.generation.decoding_options import DecodingOptions
     from pasero_hf.generation.text_generator import TextGenerator, lines_per_batch

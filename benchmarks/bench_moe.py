@@ -102,7 +102,7 @@ def measure_variant(model_dir: str, lines: int) -> dict:
     """Run in a child process: load, translate `lines` sentences greedily; report params, time and peak RSS."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    import pasero_hf  # noqa: F401  (registers the Auto classes)
+    import pasero_hf.models  # noqa: F401  (registers the Auto classes)
 
     imports_peak = peak_rss_mb()
     _reset_peak_rss()  # measure from here: the imports' own peak would hide the model's

@@ -1,24 +1,21 @@
 """pasero-hf: Pasero's machine-translation essentials as a first-class citizen of the Hugging Face ecosystem.
 
-Importing the package registers its configurations, models, tokenizers and pipelines with the `transformers`
-Auto classes (see `pasero_hf.registration`), so that `AutoModelForSeq2SeqLM.from_pretrained(path)` works.
-"""
+`import pasero_hf` (and `import pasero_hf.tokenization`) imports neither torch nor transformers: the tokenization
+commands start in milliseconds. The `transformers` Auto classes learn our model types, tokenizer and "translation"
+pipeline (`pasero_hf.registration`) when `pasero_hf.models` is imported, which every pasero-hf entry point does
+(`TextGenerator`, the commands, training, serving), or with `pasero_hf.register()`::
 
-import os
-import sys
+    import pasero_hf.models  # registers AutoConfig/AutoModel/AutoModelForSeq2SeqLM/AutoTokenizer and the pipeline
+    from transformers import AutoModelForSeq2SeqLM
+    model = AutoModelForSeq2SeqLM.from_pretrained("converted")
+"""
 
 __version__ = "0.1.0"
 
-# The streaming tokenization CLIs must start in milliseconds: they need neither torch nor the Auto classes,
-# and registering those imports both (about 2 s here).
-_LIGHT_CLIS = {"pasero-tokenize", "pasero-detokenize", "pasero-build-dict", "pasero-build-tokenizer"}
 
-
-def _started_as_light_cli() -> bool:
-    return bool(sys.argv) and os.path.basename(sys.argv[0]) in _LIGHT_CLIS
-
-
-if not _started_as_light_cli():
+def register() -> None:
+    """Register pasero-hf's configurations, models, tokenizer and pipeline with `transformers` (idempotent); the same
+    as `import pasero_hf.models`."""
     from pasero_hf.registration import register_all
 
     register_all()

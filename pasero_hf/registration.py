@@ -1,6 +1,8 @@
 """Registration of pasero-hf classes with the `transformers` Auto classes and pipeline registry: the one place.
 
-Each component has its own function; `register_all` runs them once (it is idempotent).
+Each component has its own function; `register_all` runs them once (it is idempotent). It runs when
+`pasero_hf.models` is imported (every entry point of the library imports it) or on `pasero_hf.register()`; never
+when only `pasero_hf` or `pasero_hf.tokenization` is imported, which must not load torch or transformers.
 """
 
 _registered = False

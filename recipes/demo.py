@@ -69,11 +69,10 @@ def evaluate(data_dir: Path, threads: int) -> None:
 The best model (by validation chrF) is in {model_path}
 (last checkpoint: {MODEL_DIR / 'model_last'}; log: {MODEL_DIR / 'train.log'}; curve: {MODEL_DIR / 'training_curve.png'}).
 Load it with:
-    import pasero_hf
     from pasero_hf.generation.text_generator import TextGenerator
     generator = TextGenerator.from_pretrained("{model_path}")
     print(generator.decode("In the beginning God created the heaven and the earth.")[0][0]["detok"])
-or with transformers (after `import pasero_hf`): AutoModelForSeq2SeqLM.from_pretrained("{model_path}") and
+or with transformers (after `import pasero_hf.models`): AutoModelForSeq2SeqLM.from_pretrained("{model_path}") and
 AutoTokenizer.from_pretrained("{model_path}"); or from the shell:
     pasero-decode {model_path} -i {data_dir / 'test.en'} -o out.es --beam-size 5""")
 

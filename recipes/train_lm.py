@@ -4,44 +4,33 @@
     accelerate launch recipes/train_lm.py -c CONFIG.yaml --task dialogue --chat-template zephyr --model ...
 
 Same options, corpora, sampling, trainer, resume (rerun the command) and Ctrl-C/SIGTERM behaviour as
-`recipes/train_mt.py`; `--help` lists every option. `pasero-train --task lm|dialogue` runs the same steps.
+`recipes/train_mt.py`; `--help` lists every option. Each step below is one call into `pasero_hf.training.lm`;
+`pasero-train --task lm|dialogue` runs the same steps.
 """
 
 import sys
 
-from pasero_hf.training.config import ConfigError, load_training_config
-from pasero_hf.training.lm import (
-    build_lm_data,
-    build_lm_trainer,
-    load_causal_lm,
-    prompt_format,
-    start_run,
-    trainable_model,
-)
+from pasero_hf.data.config_parsing import ConfigError
+from pasero_hf.training import lm
+from pasero_hf.training.config import load_training_config
+from pasero_hf.training.lifecycle import finish_training, report_error, report_result, start_run
 
 
-def main(argv: list[str]) -> int:
-    config = load_training_config(["--task", "lm", *argv])  # --task dialogue on the command line wins
-    model, tokenizer = load_causal_lm(config)
-    prompts = prompt_format(config, tokenizer)  # the prompt template or chat template, saved for decoding
-    train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)  # every file read and checked first
-    run = start_run(config, train_stream)  # training arguments, MODEL_DIR, logging, the checkpoint to resume from
-    model = trainable_model(config, model)  # LoRA adapters, or every weight
-    trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
-    trainer.train(resume_from_checkpoint=run.resume_path)
-    trainer.save_final_checkpoint()  # model_last (and model_best, at each better validation) are already saved
-    if run.is_main:
-        print(f"best model: {config.model_dir / 'model_best'}\nlast model: {config.model_dir / 'model_last'}")
-    return 0
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config = load_training_config(["--task", "lm", *argv])  # --task dialogue on the command line wins
+        model, tokenizer = lm.load_causal_lm(config)              # any AutoModelForCausalLM, checked
+        prompts = lm.prompt_format(config, tokenizer)             # prompt or chat template, saved for decoding
+        train_stream, valid_sets = lm.build_lm_data(config, tokenizer, prompts)  # every file read and checked
+        run = start_run(config)                                   # training arguments, MODEL_DIR, logging, resume
+        model = lm.trainable_model(config, model)                 # LoRA adapters, or every weight
+        trainer = lm.build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
+    except ConfigError as error:
+        return report_error(error)                                # printed once, exit status 2
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save model_best/model_last
+    return report_result(result)                                  # where the models are
 
 
 if __name__ == "__main__":
-    if "-h" in sys.argv or "--help" in sys.argv:
-        from pasero_hf.training.config import argument_parser
-
-        argument_parser(prog="train_lm.py").parse_args(["--help"])
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

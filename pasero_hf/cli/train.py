@@ -24,10 +24,6 @@ from collections.abc import Sequence
 from pasero_hf.data.config_parsing import ConfigError
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def add_launch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group = parser.add_argument_group("starting the processes (pasero-train only)")
     group.add_argument("--accelerate-config", metavar="FILE",
@@ -46,45 +42,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         port = [] if launch.main_process_port is None else ["--main_process_port", str(launch.main_process_port)]
         return launch_training(launch.accelerate_config, argv, port)
+    from pasero_hf.training.lifecycle import report_error, report_result  # after the launcher: it needs no torch
+
     try:
         from pasero_hf.training.config import argument_parser, load_training_config
 
         if "-h" in argv or "--help" in argv:
             add_launch_arguments(argument_parser(prog="pasero-train")).parse_args(["--help"])
         config = load_training_config(argv)
-        if config.run.dry_run and config.run.task == "st":  # speech: manifests and every audio file checked
-            from pasero_hf.training.speech import speech_dry_run_report
-
-            report = speech_dry_run_report(config)
-            if _rank() == 0:
-                print(report)
-            return 0
-        if config.run.dry_run and config.run.task in ("lm", "dialogue"):  # causal LMs: pasero_hf.training.lm
-            from pasero_hf.training.lm import dry_run_report as lm_dry_run_report
-
-            report = lm_dry_run_report(config)
-            if _rank() == 0:
-                print(report)
-            return 0
         if config.run.dry_run:
-            from pasero_hf.training.preflight import check_inputs, dry_run_report
-
-            rows = check_inputs(config)
-            if _rank() == 0:
-                print(dry_run_report(config, rows))
-            return 0
+            return dry_run(config)
         from pasero_hf.training.run import train  # runs the same checks before writing anything
 
         result = train(config)
     except ConfigError as error:
-        if _rank() == 0:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    if _rank() != 0:
-        return 0
-    print(f"best model: {result.best_dir}\nlast model: {result.last_dir}\nsteps: {result.global_step}")
-    if config.run.push_to_hub:
+        return report_error(error)
+    report_result(result)
+    if config.run.push_to_hub and result.is_main_process:
         return push_best_model(config.run.push_to_hub, result)
+    return 0
+
+
+def dry_run(config) -> int:
+    """`--dry-run`: the task's inputs checked (corpora, manifests and audio files, or the causal LM and its
+    prompts), the report printed by rank 0; nothing is written."""
+    if config.run.task == "st":
+        from pasero_hf.training.speech import speech_dry_run_report as report
+    elif config.run.task in ("lm", "dialogue"):
+        from pasero_hf.training.lm import dry_run_report as report
+    else:
+        from pasero_hf.training.preflight import check_inputs, dry_run_report
+
+        def report(config):
+            return dry_run_report(config, check_inputs(config))
+    from pasero_hf.training.lifecycle import rank_from_env
+
+    text = report(config)
+    if rank_from_env() == 0:
+        print(text)
     return 0
 
 

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict
+from pasero_hf.data.config_parsing import ConfigError, dataclass_from_dict, option
 
 BATCH_BY_KEYS = ("source_lang", "target_lang", "lang_pair", "domain")
 CORPUS_FORMATS = ("parallel", "tsv", "jsonl", "dataset")
@@ -90,70 +90,54 @@ def _check_pair(pair: str, option: str) -> None:
 
 @dataclass
 class DataConfig:
-    """Every data option of training (Pasero names and defaults).
+    """Every data option of training (Pasero names and defaults); each field's help text is what `--help` shows."""
 
-    Attributes:
-        data_dir: directory the corpus paths are relative to (the working directory is tried next).
-        train_corpora, valid_corpora: corpus definitions (`CorpusSpec`, dicts with its fields, or path strings);
-            Pasero's defaults: ``[train]`` and ``[valid]``.
-        source_langs, target_langs, lang_pairs: default languages of the corpora; language pairs are
-            ``lang_pairs`` when given, else the product source_langs x target_langs (minus X-X pairs unless
-            ``allow_monolingual``).
-        valid_source_langs, valid_target_langs, valid_lang_pairs: the same for validation corpora (default: the
-            training ones).
-        allow_monolingual: keep X-X pairs of the source x target product.
-        lang_temperature: sampling probability of a language pair ∝ (lines x multiplier) ** (1 / T); T=1:
-            proportional to size, larger T: closer to uniform.
-        lang_code: prefix each source with the target language code token (``<lang:xx>``, Pasero's convention),
-            unless the tokenizer already put it there.
-        source_lang_code: prefix each source with its own language code, after the target one (Pasero tokenizers).
-        target_lang_code: start each target with its language code, which decoding then forces as the first token
-            (Pasero tokenizers).
-        domain_tag: prefix each source with its corpus's domain tag (``<domain:xx>``, after the language codes);
-            decoding takes the domain from ``--domain``. The tags must be in the dictionary.
-        batch_size: maximum tokens per batch, counted with padding: ``n_lines * max(max(src_len, tgt_len))``.
-        lines_per_batch: maximum lines per batch (none by default).
-        batch_by: homogeneous batches w.r.t. these keys (any of source_lang, target_lang, lang_pair, domain).
-        max_source_len, max_target_len: maximum tokens (after tokenization, EOS and language codes included)
-            per source/target: longer training pairs are skipped, longer validation pairs truncated.
-            Default: ``max_len``.
-        max_len: default of both.
-        min_len_ratio, max_len_ratio: skip training pairs whose source/target length ratio is outside these bounds.
-        buffer_size: line pairs read, sorted by length and cut into batches at once.
-        max_lines: read at most this many line pairs per corpus.
-        seed: seed of corpus sampling, shuffling and batch order.
-        shuffle: shuffle corpus lines and batches (sampling between corpora is random regardless).
-        cache_dir: where tokenized corpora are cached (default: a directory under the system's temp dir).
-    """
-
-    data_dir: str = "."
-    train_corpora: list[CorpusSpec] = field(default_factory=lambda: [CorpusSpec(paths=["train"])])  # Pasero's
-    valid_corpora: list[CorpusSpec] = field(default_factory=lambda: [CorpusSpec(paths=["valid"])])
-    source_langs: list[str] | None = None
-    target_langs: list[str] | None = None
-    lang_pairs: list[str] | None = None
-    valid_source_langs: list[str] | None = None
-    valid_target_langs: list[str] | None = None
-    valid_lang_pairs: list[str] | None = None
-    allow_monolingual: bool = False
-    lang_temperature: float = 1.0
-    lang_code: bool = False
-    source_lang_code: bool = False
-    target_lang_code: bool = False
-    domain_tag: bool = False
-    batch_size: int = 4096
-    lines_per_batch: int | None = None
-    batch_by: str | list[str] | None = None
-    max_source_len: int | None = None
-    max_target_len: int | None = None
-    max_len: int = 256
-    min_len_ratio: float | None = None
-    max_len_ratio: float | None = None
-    buffer_size: int = 100000
-    max_lines: int | None = None
-    seed: int = 42
-    shuffle: bool = True
-    cache_dir: str | None = None
+    data_dir: str = option(".", "directory the corpus paths are relative to (the working directory is tried next)")
+    train_corpora: list[CorpusSpec] = field(
+        default_factory=lambda: [CorpusSpec(paths=["train"])], metadata={"help": (
+            "training corpus definitions: paths (with {src}, {tgt}, {pair} placeholders) or mappings with the "
+            "fields of CorpusSpec (paths, source_langs, target_langs, lang_pairs, multiplier, probability, domain, "
+            "format, bidir); Pasero's default: [train]")})
+    valid_corpora: list[CorpusSpec] = field(
+        default_factory=lambda: [CorpusSpec(paths=["valid"])], metadata={"help": (
+            "validation corpus definitions, like train_corpora; Pasero's default: [valid]")})
+    source_langs: list[str] | None = option(None, "source languages of the corpora (-s)")
+    target_langs: list[str] | None = option(None, "target languages of the corpora (-t)")
+    lang_pairs: list[str] | None = option(
+        None, "language pairs like de-en (-l); default: the product source_langs x target_langs, minus X-X pairs "
+        "unless allow_monolingual")
+    valid_source_langs: list[str] | None = option(None, "source languages of validation (default: source_langs)")
+    valid_target_langs: list[str] | None = option(None, "target languages of validation (default: target_langs)")
+    valid_lang_pairs: list[str] | None = option(None, "language pairs of validation (default: the training ones)")
+    allow_monolingual: bool = option(False, "keep X-X pairs of the source x target product")
+    lang_temperature: float = option(
+        1.0, "sampling probability of a language pair ∝ (lines x multiplier) ** (1 / T): 1 is proportional to size, "
+        "larger is closer to uniform")
+    lang_code: bool = option(
+        False, "prefix each source with the target language code token (<lang:xx>), unless the tokenizer already "
+        "put it there")
+    source_lang_code: bool = option(False, "prefix each source with its own language code, after the target one")
+    target_lang_code: bool = option(False, "start each target with its language code, forced first when decoding")
+    domain_tag: bool = option(
+        False, "prefix each source with its corpus's domain tag (<domain:xx>, after the language codes); decoding "
+        "takes the domain from --domain; the tags must be in the dictionary")
+    batch_size: int = option(4096, "maximum tokens per batch, counted with padding: lines x longest side")
+    lines_per_batch: int | None = option(None, "maximum lines per batch (none by default)")
+    batch_by: str | list[str] | None = option(
+        None, "homogeneous batches with respect to these keys: source_lang, target_lang, lang_pair, domain")
+    max_source_len: int | None = option(
+        None, "maximum source tokens (EOS and language codes included): longer training pairs are skipped, longer "
+        "validation pairs truncated; default: max_len")
+    max_target_len: int | None = option(None, "maximum target tokens, like max_source_len; default: max_len")
+    max_len: int = option(256, "default of max_source_len and max_target_len")
+    min_len_ratio: float | None = option(None, "skip training pairs whose source/target length ratio is below this")
+    max_len_ratio: float | None = option(None, "skip training pairs whose source/target length ratio is above this")
+    buffer_size: int = option(100000, "line pairs read, sorted by length and cut into batches at once")
+    max_lines: int | None = option(None, "read at most this many line pairs per corpus")
+    seed: int = option(42, "seed of corpus sampling, shuffling, batch order and the initial weights")
+    shuffle: bool = option(True, "shuffle corpus lines and batches (sampling between corpora is random regardless)")
+    cache_dir: str | None = option(
+        None, "where tokenized corpora are cached (default: a directory under the system's temporary directory)")
 
     def __post_init__(self) -> None:
         self.train_corpora = [_as_spec(c, f"train_corpora[{i}]") for i, c in enumerate(self.train_corpora)]
@@ -163,14 +147,14 @@ class DataConfig:
         for key in self.batch_by or []:
             if key not in BATCH_BY_KEYS:
                 raise ConfigError(f"batch_by: {key!r} is not one of {list(BATCH_BY_KEYS)}")
-        for option in ("lang_pairs", "valid_lang_pairs"):
-            for pair in getattr(self, option) or []:
-                _check_pair(pair, option)
-        for option in ("batch_size", "max_len", "buffer_size", "max_source_len", "max_target_len",
+        for name in ("lang_pairs", "valid_lang_pairs"):
+            for pair in getattr(self, name) or []:
+                _check_pair(pair, name)
+        for name in ("batch_size", "max_len", "buffer_size", "max_source_len", "max_target_len",
                        "lines_per_batch", "max_lines"):
-            value = getattr(self, option)
+            value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"{option}: must be positive, got {value}")
+                raise ConfigError(f"{name}: must be positive, got {value}")
         if self.lang_temperature <= 0:
             raise ConfigError(f"lang_temperature: must be positive, got {self.lang_temperature}")
         longest = max(self.source_len_limit, self.target_len_limit)

@@ -1,12 +1,14 @@
 """Expansion of corpus definitions (`CorpusSpec`) into concrete corpora, one per path template and language pair.
 
-Placeholders ``{src}``, ``{tgt}`` and ``{pair}`` are filled per language pair; for each pair the files are looked
+Placeholders ``{src}``, ``{tgt}`` and ``{pair}`` are filled per language pair (`fill_lang_placeholders`, which
+decoding file names and training paths use too); for each pair the files are looked
 up with ``{pair}`` as ``src-tgt`` then ``tgt-src``, relative to `data_dir` then to the working directory (Pasero's
 order). A missing file is an error that names the expanded path and the placeholder values that produced it.
 """
 
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,33 @@ class Corpus:
         return tuple(dict.fromkeys((self.source_path, self.target_path)))
 
 
+LANG_PLACEHOLDER = re.compile(r"\{(pair|src|tgt)\}")
+_ANY_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def fill_lang_placeholders(path: str, src: str | None, tgt: str | None, pair: str | None = None,
+                           where: str = "", hint: str = "") -> str:
+    """`path` with ``{src}``, ``{tgt}`` and ``{pair}`` filled in (``{pair}`` is ``src-tgt`` unless `pair` is given).
+
+    Raises:
+        ValueError: prefixed with `where`, naming `path`: an unknown placeholder, or one whose language is unknown
+            (None); `hint` (what the user can give) ends the latter message.
+    """
+    values = {"src": src, "tgt": tgt, "pair": pair or (f"{src}-{tgt}" if src and tgt else None)}
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"{where}{path!r}: unknown placeholder {name!r}; the placeholders are {{src}}, {{tgt}}, "
+                             "{pair}")
+        if values[name] is None:
+            unknown = "language pair" if name == "pair" else "language"
+            raise ValueError(f"{where}{path!r} contains {{{name}}} but the {unknown} is unknown{hint}")
+        return values[name]
+
+    return _ANY_PLACEHOLDER.sub(fill, path)
+
+
 def language_pairs(
     source_langs: list[str] | None,
     target_langs: list[str] | None,
@@ -67,12 +96,7 @@ def _candidate_paths(template: str, spec: CorpusSpec, src: str, tgt: str, data_d
     """(source_path, target_path, pair placeholder) candidates, in lookup order."""
     candidates = []
     for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
-        try:
-            expanded = template.format(src=src, tgt=tgt, pair=pair)
-        except (KeyError, IndexError) as error:
-            raise ValueError(
-                f"corpus path {template!r}: unknown placeholder {error}; the placeholders are {{src}}, {{tgt}}, {{pair}}"
-            ) from None
+        expanded = fill_lang_placeholders(template, src, tgt, pair, where="corpus path ")
         for root in dict.fromkeys((data_dir, ".")):
             path = os.path.join(root, expanded)
             if spec.format == "parallel":
@@ -123,7 +147,7 @@ def expand_corpus(
                 f"src={src!r}, tgt={tgt!r}, pair={pair!r}; also tried: {tried})"
             )
         source_path, target_path, pair = found
-        name = _corpus_name(template.format(src=src, tgt=tgt, pair=pair), spec, src, tgt)
+        name = _corpus_name(fill_lang_placeholders(template, src, tgt, pair), spec, src, tgt)
         probability = spec.probability / (len(spec.paths) * len(pairs)) if spec.probability else None
         corpora.append(Corpus(
             corpus_id=f"{name}.{src}-{tgt}",

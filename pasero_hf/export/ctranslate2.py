@@ -166,7 +166,9 @@ def _load(model_dir: Path):
         )
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    import pasero_hf.registration  # noqa: F401  (our model types in the Auto classes)
+    import pasero_hf
+
+    pasero_hf.register()  # our model types in the Auto classes
 
     config = AutoConfig.from_pretrained(model_dir)
     _check_model_type(config.model_type, model_dir)

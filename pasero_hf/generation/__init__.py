@@ -1,7 +1,19 @@
 """Decoding: Pasero-exact search, the `TextGenerator` API and whole-corpus decoding with BLEU/chrF."""
 
-from pasero_hf.generation.beam_search import Hypothesis, pasero_search, score_targets
-from pasero_hf.generation.inference_corpus import InferenceCorpus, get_inference_corpus
-from pasero_hf.generation.text_generator import TextGenerator
+import importlib
 
-__all__ = ["Hypothesis", "InferenceCorpus", "TextGenerator", "get_inference_corpus", "pasero_search", "score_targets"]
+# Names load on first access, as in `pasero_hf.data`: registering the "translation" pipeline (when
+# `pasero_hf.models` is imported) loads `translation_pipeline` alone, not the whole decoding stack, which itself
+# imports `pasero_hf.models`.
+_EXPORTS = {
+    "Hypothesis": "beam_search", "pasero_search": "beam_search", "score_targets": "beam_search",
+    "InferenceCorpus": "inference_corpus", "get_inference_corpus": "inference_corpus",
+    "TextGenerator": "text_generator",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -9,7 +9,6 @@ language and task, `lines_per_batch` (default 16) at a time, and returned in inp
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,20 +16,11 @@ from typing import Any
 import torch
 
 from pasero_hf.data.audio import Utterance, check_utterances, features_dataset, read_audio_inputs
+from pasero_hf.generation.search import generation_notice_silenced
 
 TASKS = ("translate", "transcribe")
 
 
-class _DropWhisperKwargsNotice(logging.Filter):
-    """Whisper's own `generate` passes its suppress-token settings next to a generation config, which transformers
-    then warns about on every first call: nothing a user can change."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "together with generation-related arguments=({'" not in record.getMessage() or "suppress_tokens" not in \
-            record.getMessage()
-
-
-logging.getLogger("transformers.generation.utils").addFilter(_DropWhisperKwargsNotice())
 DEFAULT_LINES_PER_BATCH = 16
 
 
@@ -80,7 +70,10 @@ def generate_texts(model, tokenizer, feature_extractor, utterances: Sequence[Utt
             kwargs: dict[str, Any] = {"task": group_task, "num_beams": beam_size, "max_new_tokens": max_output_len}
             if language is not None:
                 kwargs["language"] = language
-            ids = model.generate(input_features=inputs, **kwargs)
+            # Whisper's own `generate` passes its suppress-token settings next to a generation config, which
+            # transformers then warns about on every first call: nothing a user can change.
+            with generation_notice_silenced("together with generation-related arguments=({'", "suppress_tokens"):
+                ids = model.generate(input_features=inputs, **kwargs)
             ids = getattr(ids, "sequences", ids)
             for index, text in zip(batch, tokenizer.batch_decode(ids, skip_special_tokens=True)):
                 outputs[index] = text.strip()

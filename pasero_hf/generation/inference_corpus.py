@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from tqdm.auto import tqdm
 
+from pasero_hf.data.corpora import fill_lang_placeholders
 from pasero_hf.generation.inputs import warn_truncated
 from pasero_hf.generation.output_format import completed_outputs, detok_of_entry, format_hypothesis
 from pasero_hf.metrics import DEFAULT_METRICS, check_metrics, corpus_scores
@@ -82,18 +83,9 @@ def get_inference_corpus(
     return InferenceCorpus(source_path, source_lang, target_lang, ref_path, output_path, domain)
 
 
-def format_path(path: str, source_lang: str | None, target_lang: str | None) -> str:
-    """Replace `{src}`, `{tgt}` and `{pair}` (= `{src}-{tgt}`) in a file name."""
-    for placeholder, value in (("{src}", source_lang), ("{tgt}", target_lang)):
-        if placeholder in path and value is None:
-            raise ValueError(f"'{path}' contains {placeholder} but the language is unknown: give -s/-t or -l")
-    if "{pair}" in path and (source_lang is None or target_lang is None):
-        raise ValueError(f"'{path}' contains {{pair}} but the language pair is unknown: give -s and -t, or -l")
-    return (
-        path.replace("{pair}", f"{source_lang}-{target_lang}")
-        .replace("{src}", source_lang or "")
-        .replace("{tgt}", target_lang or "")
-    )
+def _fill(path: str | None, source_lang: str | None, target_lang: str | None) -> str | None:
+    """A file name with `{src}`, `{tgt}` and `{pair}` (= `{src}-{tgt}`) filled in."""
+    return fill_lang_placeholders(path, source_lang, target_lang, hint=": give -s and -t, or -l") if path else None
 
 
 def get_inference_corpora(
@@ -164,11 +156,11 @@ def get_inference_corpora(
             target_lang = _infer_lang(ref_path, model_target_langs, "target", "-t/--target-lang")
         corpora.append(
             InferenceCorpus(
-                source_path=format_path(input_path, source_lang, target_lang) if input_path else None,
+                source_path=_fill(input_path, source_lang, target_lang),
                 source_lang=source_lang,
                 target_lang=target_lang,
-                ref_path=format_path(ref_path, source_lang, target_lang) if ref_path else None,
-                output_path=format_path(output_path, source_lang, target_lang) if output_path else None,
+                ref_path=_fill(ref_path, source_lang, target_lang),
+                output_path=_fill(output_path, source_lang, target_lang),
             )
         )
     outputs_written = [corpus.output_path for corpus in corpora if corpus.output_path]

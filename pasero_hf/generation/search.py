@@ -291,22 +291,35 @@ class Search:
         return results
 
 
-class _DropMaxLengthNotice(logging.Filter):
+class NoticeFilter(logging.Filter):
+    """Drops the transformers log records that contain all of `fragments`."""
+
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "seem to have been set. `max_new_tokens` will take precedence" not in record.getMessage()
+        message = record.getMessage()
+        return not all(fragment in message for fragment in self.fragments)
 
 
 @contextlib.contextmanager
-def _max_length_notice_silenced():
-    """While our `generate` call runs: it warns that `max_new_tokens` wins over the model's `max_length`, which for
-    us it always does (`max_output_len` is the option)."""
+def generation_notice_silenced(*fragments: str):
+    """While our own `generate` call runs (never globally): drop the `transformers.generation.utils` notice made of
+    `fragments`, one that users cannot act on."""
     logger = logging.getLogger("transformers.generation.utils")
-    notice_filter = _DropMaxLengthNotice()
+    notice_filter = NoticeFilter(*fragments)
     logger.addFilter(notice_filter)
     try:
         yield
     finally:
         logger.removeFilter(notice_filter)
+
+
+def _max_length_notice_silenced():
+    """`generate` warns that `max_new_tokens` wins over the model's `max_length`, which for us it always does
+    (`max_output_len` is the option)."""
+    return generation_notice_silenced("seem to have been set. `max_new_tokens` will take precedence")
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,8 @@
 """
 
 from pasero_hf.training.config import ConfigError, TrainingConfig, load_training_config
-from pasero_hf.training.run import TrainingResult, prepare_trainer, train
+from pasero_hf.training.lifecycle import TrainingResult
+from pasero_hf.training.run import prepare_trainer, train
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer
 
 __all__ = [

@@ -5,14 +5,13 @@ flag. Precedence, lowest first: dataclass defaults, the `-c` YAML files in order
 
     accelerate launch recipes/train_mt.py -c recipes/configs/bible-en-es.yaml --lr 1e-4 --model-dir models/x
 
-`pasero_hf.training.run.training_arguments(config)` derives the Hugging Face `Seq2SeqTrainingArguments` from it.
+`pasero_hf.training.lifecycle.training_arguments(config)` derives the Hugging Face `Seq2SeqTrainingArguments` from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +20,23 @@ from typing import Any, Literal
 import yaml
 
 from pasero_hf.data.config import DataConfig
-from pasero_hf.data.config_parsing import ConfigError
-from pasero_hf.data.corpora import language_pairs
-from pasero_hf.metrics import check_metrics
-from pasero_hf.models.locate import looks_like_repo_id
-from pasero_hf.tokenization.file_utils import write_text_atomically
-from pasero_hf.training import pasero_options
-from pasero_hf.training.config_parsing import (
+from pasero_hf.data.config_parsing import (
+    ConfigError,
     Located,
     build_argument_parser,
     flatten,
     instantiate,
+    option,
+    option_index,
     parse_command_line,
     read_yaml_options,
 )
+from pasero_hf.data.corpora import LANG_PLACEHOLDER, fill_lang_placeholders, language_pairs
+from pasero_hf.metrics import check_metrics
+from pasero_hf.models.locate import looks_like_repo_id
+from pasero_hf.tokenization.file_utils import write_text_atomically
+from pasero_hf.training import pasero_options
 
-PLACEHOLDER = re.compile(r"\{(pair|src|tgt)\}")
 # Pasero's singular spellings, accepted in YAML files and on the command line (`-s en -t es`).
 SINGULAR_ALIASES = {"source_lang": "source_langs", "target_lang": "target_langs"}
 COMMAND_LINE_ALIASES = {
@@ -46,12 +46,9 @@ COMMAND_LINE_ALIASES = {
 }
 
 
-def _option(default: Any = None, help: str = "", model_arg: bool = False, **kwargs) -> Any:
+def _option(default: Any = None, help: str = "", model_arg: bool = False) -> Any:
     """A configuration field; `model_arg`: a model hyper-parameter (a PaseroConfig field) merged into model_args."""
-    metadata = {"help": help, "model_arg": model_arg}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
-    return field(default=default, metadata=metadata, **kwargs)
+    return option(default, help, model_arg=model_arg)
 
 
 @dataclass
@@ -339,7 +336,7 @@ class TrainingConfig:
 
     def expand(self, path: str, option: str) -> str:
         """`path` with `{pair}`, `{src}`, `{tgt}` filled from the (single) language pair."""
-        if not PLACEHOLDER.search(path):
+        if not LANG_PLACEHOLDER.search(path):
             return path
         pairs = self.lang_pairs
         if len(pairs) != 1:
@@ -347,8 +344,10 @@ class TrainingConfig:
                 f"{option}: {path!r} uses a language placeholder, which needs exactly one language pair "
                 f"(got {len(pairs)}: {', '.join('-'.join(p) for p in pairs) or 'none'})"
             )
-        src, tgt = pairs[0]
-        return path.replace("{pair}", f"{src}-{tgt}").replace("{src}", src).replace("{tgt}", tgt)
+        try:
+            return fill_lang_placeholders(path, *pairs[0], where=f"{option}: ")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     def resolve_data_path(self, path: str, option: str) -> Path:
         """A data-side file (tokenizer, dict): placeholders filled, looked up in data_dir then the working directory."""
@@ -427,8 +426,6 @@ def load_training_config(argv: Sequence[str] = (), config_files: Sequence[str | 
 
 def config_fields() -> list[str]:
     """Names of every option (for documentation and tests)."""
-    from pasero_hf.training.config_parsing import option_index
-
     return list(option_index(TrainingConfig))
 
 

@@ -6,10 +6,10 @@ The steps of `recipes/train_lm.py`, each one call::
     model, tokenizer = load_causal_lm(config)                 # any AutoModelForCausalLM, checked
     prompts = prompt_format(config, tokenizer)                # template / chat template, saved for decoding
     train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)  # every file checked
-    run = start_run(config, train_stream)                     # training arguments, MODEL_DIR, logging, resume point
+    run = start_run(config)                                   # training arguments, MODEL_DIR, logging, resume point
     model = trainable_model(config, model)                    # LoRA through PEFT, or all weights
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
-    trainer.train(resume_from_checkpoint=run.resume_path); trainer.save_final_checkpoint()
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # train, save
 
 Everything else is MT's: the corpora, temperature sampling and token batches of `pasero_hf.data`, the trainer
 (`PaseroSeq2SeqTrainer`: loss normalisation over the whole step, exact resume, SIGINT/SIGTERM, atomic
@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import sys
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,36 +33,22 @@ from pasero_hf.data.prompts import CHAT_STOP_SEQUENCES, CHAT_TEMPLATES, PromptFo
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.training import checkpoints
 from pasero_hf.training.artifacts import configure_generation_defaults
-from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
+from pasero_hf.training.callbacks import StopCallback
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
+from pasero_hf.training.lifecycle import (
+    RunSetup,
+    rank_from_env,
+    start_run,
+    trainer_callbacks,
+    trainer_options,
+    world_size_from_env,
+)
 from pasero_hf.training.loss import label_smoothed_nll_sum
 from pasero_hf.training.pretrained import apply_lora, apply_model_args, load_model_tokenizer
 from pasero_hf.training.quiet import datasets_bars_disabled
-from pasero_hf.training.run import (
-    CURVE_FILE,
-    _early_stopping,
-    check_model_dir,
-    resume_checkpoint,
-    setup_logging,
-    training_arguments,
-    world_size_from_env,
-)
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, _unwrap, trainable_parameter_count
 
 logger = logging.getLogger("pasero_hf.training")
-
-
-@dataclass
-class RunSetup:
-    """Where a run stands before training: its arguments, rank and the checkpoint to resume from."""
-
-    args: Any
-    world_size: int
-    resume_path: str | None
-
-    @property
-    def is_main(self) -> bool:
-        return self.args.process_index == 0
 
 
 def load_causal_lm(config: TrainingConfig):
@@ -132,7 +115,7 @@ def build_lm_data(config: TrainingConfig, tokenizer, prompts: PromptFormat):
     """
     template = CHAT_TEMPLATES.get(prompts.chat_template or "") or getattr(tokenizer, "chat_template", None)
     kwargs = {"prompt_template": prompts.prompt_template, "chat_template": template}
-    rank = int(os.environ.get("RANK", "0"))  # the launcher's; training_arguments (start_run) agrees
+    rank = rank_from_env()  # before start_run: every file is checked before anything is written
     try:
         with datasets_bars_disabled():
             stream = build_lm_train_dataset(config.data, tokenizer, prompts.task, rank=rank,
@@ -143,21 +126,6 @@ def build_lm_data(config: TrainingConfig, tokenizer, prompts: PromptFormat):
     if not valid_sets:
         raise ConfigError("valid_corpora: at least one validation corpus is needed (validation drives model_best)")
     return stream, valid_sets
-
-
-def start_run(config: TrainingConfig, train_stream) -> RunSetup:
-    """Training arguments (this sets up torch.distributed), a writable MODEL_DIR, logging, and the checkpoint to
-    resume from, whose data position `train_stream` takes."""
-    world_size = world_size_from_env()
-    args = training_arguments(config, world_size)
-    is_main = args.process_index == 0
-    check_model_dir(config.model_dir)
-    resume = resume_checkpoint(config, is_main)
-    setup_logging(config.model_dir, is_main, append=resume is not None)
-    logger.info("command: %s", " ".join(sys.argv))
-    if resume is not None:
-        checkpoints.restore_data_position(train_stream, resume)
-    return RunSetup(args, world_size, str(resume) if resume is not None else None)
 
 
 def trainable_model(config: TrainingConfig, model: torch.nn.Module) -> torch.nn.Module:
@@ -231,7 +199,8 @@ class CausalLMTrainer(PaseroSeq2SeqTrainer):
 
 def build_lm_trainer(config: TrainingConfig, model: torch.nn.Module, tokenizer, prompts: PromptFormat,
                      train_stream, valid_sets: dict, run: RunSetup) -> CausalLMTrainer:
-    """The trainer, with MODEL_DIR's training.yaml and inference.yaml written and the decoding defaults set."""
+    """The trainer, with MODEL_DIR's training.yaml and inference.yaml written, the decoding defaults set and the data
+    position of the resume point."""
     configure_generation_defaults(model, config.run.beam_size, config.run.max_output_len)
     inference = lm_inference_config(config, model, prompts)
     trainable, total = trainable_parameter_count(model)
@@ -239,21 +208,13 @@ def build_lm_trainer(config: TrainingConfig, model: torch.nn.Module, tokenizer, 
     if run.is_main:
         config.write_training_yaml(config.model_dir / "training.yaml")
         write_yaml_atomically(config.model_dir / "inference.yaml", inference)
-    opt = config.optimization
-    stop = StopCallback(opt.max_time)
+    if run.resume is not None:
+        checkpoints.restore_data_position(train_stream, run.resume)
+    _, callbacks = trainer_callbacks(config)
     return CausalLMTrainer(
         model=model, args=run.args, train_dataset=train_stream, eval_dataset=valid_sets, processing_class=tokenizer,
-        callbacks=[stop, LogLinesCallback(),
-                   TrainingCurveCallback(config.model_dir / CURVE_FILE, config.run.early_stopping_metric)]
-        + _early_stopping(config),
-        label_smoothing=opt.label_smoothing,
-        lr_schedule={"warmup": opt.warmup, "init_lr": opt.init_lr, "min_lr": opt.min_lr}
-        if opt.lr_scheduler == "inverse_sqrt" else None,
-        bleu_tok=config.run.bleu_tok, valid_beam_size=config.run.valid_beam_size,
-        max_output_len=config.run.max_output_len, valid_max_lines=config.run.valid_max_lines,
-        keep_last=config.run.keep_last, inference_config=inference, onednn=config.run.onednn,
-        keep_interval=config.run.keep_interval, metrics=config.run.metrics, eval_lc=config.run.eval_lc,
-        spbleu_model=config.run.spbleu_model,
+        callbacks=callbacks, **trainer_options(config), bleu_tok=config.run.bleu_tok, inference_config=inference,
+        metrics=config.run.metrics, spbleu_model=config.run.spbleu_model,
         prompts=prompts, prompt_loss=config.lm.prompt_loss,
         merge_lora=bool(config.model.lora_rank) and not config.model.save_trainable_only,
     )
@@ -264,11 +225,10 @@ def prepare_lm_trainer(config: TrainingConfig) -> tuple[CausalLMTrainer, StopCal
     model, tokenizer = load_causal_lm(config)
     prompts = prompt_format(config, tokenizer)
     train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)
-    run = start_run(config, train_stream)
+    run = start_run(config)
     model = trainable_model(config, model)
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
-    stop = next(callback for callback in trainer.callback_handler.callbacks if isinstance(callback, StopCallback))
-    return trainer, stop, run.resume_path
+    return trainer, trainer.stop_callback, run.resume_path
 
 
 def dry_run_report(config: TrainingConfig) -> str:

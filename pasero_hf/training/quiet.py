@@ -4,29 +4,30 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 
 @contextlib.contextmanager
+def _bars_disabled(is_enabled: Callable[[], bool], disable: Callable[[], None], enable: Callable[[], None]):
+    """Progress bars off inside the block, and back on after it only if they were on before."""
+    was_enabled = is_enabled()
+    disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            enable()
+
+
 def datasets_bars_disabled():
     import datasets
 
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
+    return _bars_disabled(datasets.is_progress_bar_enabled, datasets.disable_progress_bars,
+                          datasets.enable_progress_bars)
 
 
-@contextlib.contextmanager
 def transformers_bars_disabled():
     from transformers.utils import logging as transformers_logging
 
-    was_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            transformers_logging.enable_progress_bar()
+    return _bars_disabled(transformers_logging.is_progress_bar_enabled, transformers_logging.disable_progress_bar,
+                          transformers_logging.enable_progress_bar)

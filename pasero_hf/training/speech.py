@@ -7,17 +7,16 @@ the loss ignores the prompt tokens (the task is given, not predicted). Validatio
 run's `metrics` (BLEU/chrF) and transcripts with WER. The steps, each one call (what `recipes/train_st.py` shows):
 
     processor = load_processor(config)                 # feature extractor + tokenizer of `model`
-    data = build_speech_data(config, processor)         # manifests read, every audio file checked
+    data = build_speech_data(config, processor, rank, world_size)  # manifests read, every audio file checked
+    run = start_run(config)                            # training arguments, MODEL_DIR, logging, resume point
     model = load_speech_model(config, processor)
-    trainer, stop, resume = build_speech_trainer(config, processor, data, model)
-    result = run_training(config, trainer, stop, resume)   # (pasero_hf.training.run: train, save, model_best)
+    trainer = build_speech_trainer(config, processor, data, model, run)
+    result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # (lifecycle: train, save)
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,7 @@ from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.metrics import LOWER_IS_BETTER
 from pasero_hf.models.locate import resolve_model_dir
 from pasero_hf.models.whisper import END, NO_TIMESTAMPS, START, fill_generation_config, language_token
-from pasero_hf.training import checkpoints
-from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
+from pasero_hf.training import checkpoints, lifecycle
 from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.loss import IGNORE_INDEX
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer, trainable_parameter_count
@@ -285,7 +283,6 @@ def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
 
     from pasero_hf.training.preflight import initial_checkpoint
     from pasero_hf.training.pretrained import apply_lora
-    from pasero_hf.training.run import load_initial_weights
 
     set_seed(config.data.seed)  # the same seed gives the same LoRA initialisation
     model = AutoModelForSpeechSeq2Seq.from_pretrained(speech_model_dir(config), dtype=torch.float32)
@@ -296,7 +293,7 @@ def load_speech_model(config: TrainingConfig, processor) -> torch.nn.Module:
             setattr(model.config, key, value)
     fill_generation_config(model, processor.tokenizer)
     if config.pretrained.model and config.run.ckpt and not config.run.continue_:
-        load_initial_weights(model, initial_checkpoint(config.run.ckpt))
+        lifecycle.load_initial_weights(model, initial_checkpoint(config.run.ckpt))
     return apply_lora(model, config) if config.model.lora_rank else model
 
 
@@ -306,12 +303,10 @@ def speech_inference_config(config: TrainingConfig, data: SpeechData) -> dict[st
             "max_output_len": config.run.max_output_len}
 
 
-def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, model, resume: Path | None = None):
-    """(trainer, stop callback, checkpoint to resume from): the MT trainer set up for speech."""
-    from pasero_hf.training.run import _early_stopping, training_arguments, world_size_from_env
-
-    world_size = world_size_from_env()
-    args = training_arguments(config, world_size)
+def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, model, run: lifecycle.RunSetup):
+    """The MT trainer set up for speech, with MODEL_DIR's training.yaml and inference.yaml written and the data
+    position of the resume point."""
+    args = run.args
     metric = config.run.early_stopping_metric
     computed = {"loss", *(m for s in data.valid.values() for m in s.metrics)}
     if metric not in computed:  # e.g. the default chrf on a transcription-only run
@@ -321,33 +316,24 @@ def build_speech_trainer(config: TrainingConfig, processor, data: SpeechData, mo
         args.metric_for_best_model = metric
         args.greater_is_better = metric not in LOWER_IS_BETTER
     inference = speech_inference_config(config, data)
-    if args.process_index == 0:
+    if run.is_main:
         config.write_training_yaml(config.model_dir / "training.yaml")
         write_yaml_atomically(config.model_dir / "inference.yaml", inference)
-    if resume is not None:
-        state = checkpoints.read_data_state(resume)
+    if run.resume is not None:
+        state = checkpoints.read_data_state(run.resume)
         if state is not None:
             data.train.load_state_dict(state)
-        logger.info("resuming from %s", resume)
+        logger.info("resuming from %s", run.resume)
     model.generation_config.num_beams = config.run.beam_size
     model.generation_config.max_new_tokens = config.run.max_output_len
     trainable, total = trainable_parameter_count(model)
     logger.info("model: whisper, %s parameters (%s trainable)", f"{total:,}", f"{trainable:,}")
-    stop = StopCallback(config.optimization.max_time)
-    opt = config.optimization
-    trainer = SpeechSeq2SeqTrainer(
+    _, callbacks = lifecycle.trainer_callbacks(config, metric)
+    return SpeechSeq2SeqTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.valid, processing_class=processor,
-        callbacks=[stop, LogLinesCallback(), TrainingCurveCallback(config.model_dir / "training_curve.png", metric)]
-        + _early_stopping(config),
-        label_smoothing=opt.label_smoothing,
-        lr_schedule={"warmup": opt.warmup, "init_lr": opt.init_lr, "min_lr": opt.min_lr}
-        if opt.lr_scheduler == "inverse_sqrt" else None,
-        valid_beam_size=config.run.valid_beam_size, max_output_len=config.run.max_output_len,
-        valid_max_lines=config.run.valid_max_lines, keep_last=config.run.keep_last, inference_config=inference,
-        onednn=config.run.onednn, keep_interval=config.run.keep_interval,
-        metrics=sorted(computed - {"loss"}), eval_lc=config.run.eval_lc,
+        callbacks=callbacks, **lifecycle.trainer_options(config), inference_config=inference,
+        metrics=sorted(computed - {"loss"}),
     )
-    return trainer, stop, resume
 
 
 def speech_dry_run_report(config: TrainingConfig) -> str:
@@ -366,14 +352,9 @@ def speech_dry_run_report(config: TrainingConfig) -> str:
 
 def prepare_speech_trainer(config: TrainingConfig):
     """What `pasero-train --task st` runs before the first step (the steps of the module docstring)."""
-    from pasero_hf.training.run import check_model_dir, resume_checkpoint, setup_logging, world_size_from_env
-
-    world_size, rank = world_size_from_env(), int(os.environ.get("RANK", "0"))
     processor = load_processor(config)
-    data = build_speech_data(config, processor, rank, world_size)
-    check_model_dir(config.model_dir)
-    resume = resume_checkpoint(config, rank == 0)
-    setup_logging(config.model_dir, rank == 0, append=resume is not None)
-    logger.info("command: %s", " ".join(sys.argv))
+    data = build_speech_data(config, processor, lifecycle.rank_from_env(), lifecycle.world_size_from_env())
+    run = lifecycle.start_run(config)
     model = load_speech_model(config, processor)
-    return build_speech_trainer(config, processor, data, model, resume)
+    trainer = build_speech_trainer(config, processor, data, model, run)
+    return trainer, trainer.stop_callback, run.resume

@@ -55,7 +55,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
 
     Args:
         model: any encoder-decoder model with a `logits` output (Pasero, M2M100, Marian...), possibly PEFT-wrapped.
-        args: `Seq2SeqTrainingArguments` (see `pasero_hf.training.run.training_arguments`).
+        args: `Seq2SeqTrainingArguments` (see `pasero_hf.training.lifecycle.training_arguments`).
         train_dataset: an iterable of ready batches for this rank (a `TrainStream`), or None to only validate.
         eval_dataset: validation sets by name (`pasero_hf.data.ValidSet`: batches, sources, references).
         processing_class: the tokenizer, saved with every checkpoint and used to detokenize hypotheses.
@@ -131,6 +131,11 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             base = base.get_base_model()
         self._forward_params = set(inspect.signature(base.forward).parameters)
         self._reset_log_counters()
+
+    @property
+    def stop_callback(self) -> StopCallback | None:
+        """The callback that ends the run on its time budget or a signal (and records why it stopped)."""
+        return next((c for c in self.callback_handler.callbacks if isinstance(c, StopCallback)), None)
 
     def train(self, *args, **kwargs):
         with onednn_linear_layers(self.model, self.onednn):

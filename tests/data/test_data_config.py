@@ -44,3 +44,15 @@ def test_wrong_types_name_the_key_and_value(data, message):
 def test_invalid_values_are_rejected(data, message):
     with pytest.raises(ConfigError, match=message):
         DataConfig.from_dict(data)
+
+
+def test_every_data_option_has_help_text_shown_by_help():
+    import dataclasses
+
+    from pasero_hf.training.config import argument_parser
+
+    missing = [field.name for field in dataclasses.fields(DataConfig) if not field.metadata.get("help")]
+    assert missing == []
+    text = " ".join(argument_parser(prog="train_mt.py").format_help().split())
+    assert "--lang-temperature LANG_TEMPERATURE sampling probability of a language pair" in text
+    assert "--train-corpora TRAIN_CORPORA [TRAIN_CORPORA ...] training corpus definitions" in text

@@ -154,3 +154,14 @@ def test_one_valid_set_per_pair_covering_every_line_once(iso_config, iso_tokeniz
         halves = [valid.shard(rank, 2) for rank in (0, 1)]
         assert sum(len(h.batches) for h in halves) == len(valid.batches)
         assert sorted(i for h in halves for batch in h.batch_indices for i in batch) == list(range(300))
+
+
+def test_one_placeholder_expansion_for_corpora_decoding_and_training():
+    from pasero_hf.data.corpora import fill_lang_placeholders
+
+    assert fill_lang_placeholders("{pair}/train.{src}", "en", "de") == "en-de/train.en"
+    assert fill_lang_placeholders("{pair}/train.{tgt}", "en", "de", pair="de-en") == "de-en/train.de"
+    with pytest.raises(ValueError, match=r"'out\.\{tgt\}' contains \{tgt\} but the language is unknown: give -t"):
+        fill_lang_placeholders("out.{tgt}", "en", None, hint=": give -t")
+    with pytest.raises(ValueError, match=r"model_dir: 'runs/\{lang\}': unknown placeholder 'lang'"):
+        fill_lang_placeholders("runs/{lang}", "en", "de", where="model_dir: ")

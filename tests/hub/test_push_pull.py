@@ -68,7 +68,7 @@ def test_auto_classes_load_a_repo_id(hub_env, pushed_tiny, tiny_model_dir):
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    import pasero_hf  # noqa: F401
+    import pasero_hf.models  # noqa: F401  (registers the Auto classes)
 
     sentence = "In the beginning God created the heaven and the earth."
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir).eval()

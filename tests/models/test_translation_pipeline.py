@@ -7,7 +7,7 @@ import sentencepiece as spm
 import torch
 from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer, pipeline
 
-import pasero_hf  # noqa: F401  (registers the task)
+import pasero_hf.models  # noqa: F401  (registers the task)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from transformers import AutoTokenizer
 
-import pasero_hf  # noqa: F401  (registers the tokenizer class name for AutoTokenizer)
+import pasero_hf.models  # noqa: F401  (registers the tokenizer class name for AutoTokenizer)
 from pasero_hf.tokenization.dictionary import Dictionary
 from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
 

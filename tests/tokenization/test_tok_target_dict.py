@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-import pasero_hf  # noqa: F401  (registers PaseroTokenizer with AutoTokenizer)
+import pasero_hf.models  # noqa: F401  (registers PaseroTokenizer with AutoTokenizer)
 from pasero_hf.tokenization import PaseroBPE
 from pasero_hf.tokenization.dictionary import Dictionary
 from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer

@@ -15,7 +15,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForSeq2SeqLM
 
-import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
+import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
 from pasero_hf.training.loss import label_smoothed_nll_sum
 
 

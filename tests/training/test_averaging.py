@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM
 
-import pasero_hf  # noqa: F401  (Auto classes)
+import pasero_hf.models  # noqa: F401  (registers the Auto classes)
 from pasero_hf.cli.average_checkpoints import main as average_main
 from pasero_hf.cli.train import main as train_main
 from pasero_hf.generation import TextGenerator

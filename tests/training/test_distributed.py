@@ -114,7 +114,7 @@ def check_tensor_parallel(model_dir: Path, inputs: dict, tmp_path: Path, plan: d
     model's own) = one process."""
     from transformers import AutoModelForSeq2SeqLM
 
-    import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
+    import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
     plan_args = []
@@ -150,7 +150,7 @@ def check_fsdp_step(model_dir: Path, inputs: dict, tmp_path: Path) -> None:
     """fsdp_worker.py on `model_dir` and the batch `inputs` (saved as tmp_path/inputs.pt) = one unsharded step."""
     from transformers import AutoModelForSeq2SeqLM
 
-    import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
+    import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
     torchrun(HERE / "fsdp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path))

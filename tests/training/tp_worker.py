@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoModelForSeq2SeqLM
 
-import pasero_hf  # noqa: F401  (registers the Pasero classes with the Auto classes)
+import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
 from pasero_hf.training.loss import label_smoothed_nll_sum
 
 
