@@ -322,6 +322,13 @@ class TrainingConfig:
     run: RunOptions = field(default_factory=RunOptions)
     config_files: list[str] = field(default_factory=list, init=False)
 
+    def __post_init__(self) -> None:
+        # a separate target vocabulary belongs to Pasero models trained for MT; the other tasks would ignore it
+        for option in ("target_dict", "target_tokenizer_path"):
+            if getattr(self.tokenization, option) and self.run.task != "mt":
+                raise ConfigError(f"{option}: a separate target vocabulary applies to task mt (Pasero models trained "
+                                  f"from scratch); task {self.run.task} keeps its model's own tokenizer")
+
     @property
     def lang_pairs(self) -> list[tuple[str, str]]:
         """Training language pairs as (source, target)."""

@@ -138,6 +138,12 @@ def test_bad_target_dict_is_named_before_anything_is_written(tiny_data_dir, voca
     with pytest.raises(ConfigError, match=r"target_dict: needs tokenizer pasero or sentencepiece"):
         train(load_training_config(["-c", str(path)]))
 
+    # the other tasks keep their model's tokenizer: refused, not ignored
+    path = write_config(tiny_data_dir, vocab_dir, tmp_path)
+    for task in ("lm", "dialogue", "st"):
+        with pytest.raises(ConfigError, match=rf"target_dict: .* applies to task mt .* task {task} keeps"):
+            load_training_config(["-c", str(path), "--task", task])
+
 
 def test_dry_run_shows_the_resolved_target_dict(tiny_data_dir, vocab_dir, tmp_path, capsys):
     path = write_config(tiny_data_dir, vocab_dir, tmp_path)

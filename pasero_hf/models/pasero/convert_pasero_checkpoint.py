@@ -243,7 +243,6 @@ def build_tokenizer(model_dir: Path, options: dict[str, Any]):
     return PaseroTokenizer(
         bpe_file=str(bpe_path),
         dict_file=str(dict_path),
-        vocabulary_filter=True,
         source_lang_code=bool(options.get("source_lang_code")),
         lang_code=bool(options.get("lang_code")),
         target_lang_code=bool(options.get("target_lang_code")),
