@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import torch
 import yaml
 
 from pasero_hf.models.locate import resolve_model_dir
+from pasero_hf.tokenization.file_utils import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +121,7 @@ def export_ctranslate2(
     spec.validate()
     spec.optimize(quantization=quantization)
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with atomic_directory(output_dir) as staging:
         spec.save(str(staging))
         tokenizer.save_pretrained(staging)
         model.generation_config.save_pretrained(staging)
@@ -140,12 +136,6 @@ def export_ctranslate2(
             "adapters": adapters,
         }
         (staging / EXPORT_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("exported %s -> %s (CTranslate2, %s)", model_dir, output_dir, quantization)
     return output_dir
 

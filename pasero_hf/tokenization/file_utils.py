@@ -2,7 +2,10 @@
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -32,3 +35,42 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` (UTF-8) atomically."""
     with atomic_path(path) as tmp_path, open(tmp_path, "w", encoding="utf-8") as out_file:
         out_file.write(text)
+
+
+def replace_directory(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the fully written `staging` directory to `final`, replacing it.
+
+    Directories cannot be swapped in one rename: the old one is first moved aside to `final.old`, so a crash leaves
+    either the old or the new directory under one of the two names; `recover_directory` puts the old one back.
+    """
+    final = Path(final)
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_directory(final: str | os.PathLike) -> None:
+    """Undo a `replace_directory` interrupted between its two renames."""
+    final = Path(final)
+    old = final.with_name(final.name + ".old")
+    if old.exists() and not final.exists():
+        os.replace(old, final)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A fresh staging directory beside `path` to write a whole directory into; it replaces `path` when the block
+    succeeds (`replace_directory`) and is removed when it fails, so that no half-written directory is left."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield staging
+        replace_directory(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from pasero_hf.tokenization.file_utils import atomic_directory
 from pasero_hf.training import checkpoints
 
 # training state of a checkpoint: not part of the averaged model
@@ -68,9 +68,7 @@ def average_checkpoints(model_dir: str | os.PathLike, last: int, output: str | o
     directories = last_checkpoints(model_dir, last)
     averaged = average_weights(directories)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with atomic_directory(output) as staging:
         newest = directories[-1]
         for path in newest.iterdir():
             if path.is_file() and path.name not in _STATE_FILES and path.suffix != ".safetensors" \
@@ -78,8 +76,4 @@ def average_checkpoints(model_dir: str | os.PathLike, last: int, output: str | o
                 shutil.copy2(path, staging / path.name)
         save_file({k: v.contiguous() for k, v in averaged.items()}, str(staging / "model.safetensors"),
                   metadata={"format": "pt", "averaged_checkpoints": ",".join(p.name for p in directories)})
-        checkpoints.replace_directory(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -67,28 +66,6 @@ def rotate_checkpoints(model_dir: Path, keep_last: int, keep_interval: int | Non
         if keep_interval and checkpoint_step(path) % keep_interval == 0:
             continue
         shutil.rmtree(path, ignore_errors=True)
-
-
-def replace_directory(staging: Path, final: Path) -> None:
-    """Move the fully written `staging` directory to `final`, replacing it.
-
-    Directories cannot be swapped in one rename: the old one is first moved aside to `final.old`, so a crash leaves
-    either the old or the new directory under one of the two names; `recover_directory` puts the old one back.
-    """
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_directory(final: Path) -> None:
-    """Undo a `replace_directory` interrupted between its two renames."""
-    old = final.with_name(final.name + ".old")
-    if old.exists() and not final.exists():
-        os.replace(old, final)
 
 
 def write_json_atomically(path: Path, content: Any) -> None:

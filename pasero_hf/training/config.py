@@ -324,9 +324,9 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         # a separate target vocabulary belongs to Pasero models trained for MT; the other tasks would ignore it
-        for option in ("target_dict", "target_tokenizer_path"):
-            if getattr(self.tokenization, option) and self.run.task != "mt":
-                raise ConfigError(f"{option}: a separate target vocabulary applies to task mt (Pasero models trained "
+        for name in ("target_dict", "target_tokenizer_path"):
+            if getattr(self.tokenization, name) and self.run.task != "mt":
+                raise ConfigError(f"{name}: a separate target vocabulary applies to task mt (Pasero models trained "
                                   f"from scratch); task {self.run.task} keeps its model's own tokenizer")
 
     @property

@@ -19,6 +19,7 @@ import torch
 
 from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.metrics import LOWER_IS_BETTER
+from pasero_hf.tokenization.file_utils import recover_directory
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import LogLinesCallback, StopCallback, TrainingCurveCallback
 from pasero_hf.training.config import TrainingConfig
@@ -165,7 +166,7 @@ def resume_checkpoint(config: TrainingConfig, is_main: bool) -> Path | None:
     model_dir = config.model_dir
     if is_main:
         for name in ("model_best", "model_last"):
-            checkpoints.recover_directory(model_dir / name)
+            recover_directory(model_dir / name)
         checkpoints.remove_incomplete_checkpoints(model_dir)
     if not config.run.reset:
         latest = checkpoints.latest_checkpoint(model_dir)

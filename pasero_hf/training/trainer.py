@@ -32,6 +32,7 @@ from transformers.trainer_callback import ProgressCallback
 from pasero_hf.metrics import DEFAULT_METRICS, corpus_scores
 from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.models.pasero.modeling_pasero import shift_tokens_right
+from pasero_hf.tokenization.file_utils import replace_directory
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback, format_value
 from pasero_hf.training.config import write_yaml_atomically
@@ -379,7 +380,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         if self.args.should_save:
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: not part of a model directory
             self._write_inference_yaml(staging)
-            checkpoints.replace_directory(staging, run_dir / name)
+            replace_directory(staging, run_dir / name)
         self.accelerator.wait_for_everyone()
         return run_dir / name
 

@@ -8,8 +8,6 @@ implement are reported together, naming the checkpoint keys or options, before a
 import logging
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from transformers import GenerationConfig
 
 from pasero_hf.models.pasero.configuration_pasero import ARCHITECTURES, PaseroConfig
 from pasero_hf.models.pasero.modeling_pasero import PaseroForConditionalGeneration
+from pasero_hf.tokenization.file_utils import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -304,17 +303,8 @@ def convert_pasero_checkpoint(
     if tokenizer.target_lang_code and tokenizer.tgt_lang:
         # single-target model trained with target language codes: decoding starts with `</s> <lang:tgt>`
         model.generation_config.forced_bos_token_id = tokenizer.lang_code_id(tokenizer.tgt_lang, target=True)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with atomic_directory(output_dir) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("converted %s -> %s", model_dir / checkpoint, output_dir)
     return output_dir
