@@ -1,6 +1,6 @@
 """A `translation` pipeline task for transformers 5 (which removed its own), for Pasero models and M2M100/NLLB.
 
-    >>> import pasero_hf  # registers the task
+    >>> import pasero_hf.models  # registers the models and the task
     >>> from transformers import pipeline
     >>> translate = pipeline("translation", model="converted-model-dir", src_lang="en", tgt_lang="es")
     >>> translate("In the beginning God created the heaven and the earth.")

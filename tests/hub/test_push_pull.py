@@ -83,7 +83,7 @@ tokenizer = AutoTokenizer.from_pretrained({pushed_tiny!r}{{kw}})
 ids = model.generate(**tokenizer([{sentence!r}], return_tensors="pt"), num_beams=1, max_new_tokens=40)[0].tolist()
 print(json.dumps({{{{"ids": ids, "model": type(model).__module__, "tokenizer": type(tokenizer).__module__}}}}))
 """
-    with_pasero = run_py("import json, pasero_hf\nfrom transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n"
+    with_pasero = run_py("import json, pasero_hf.models\nfrom transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n"
                          + load.format(kw=""), hub_env)
     assert with_pasero["ids"] == expected and with_pasero["model"].startswith("pasero_hf.")
     blocked = """
