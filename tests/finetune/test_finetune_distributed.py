@@ -93,12 +93,12 @@ def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data
 
 @pytest.mark.parametrize("config_file", ["fsdp.yaml", "tp.yaml"])
 def test_fsdp_configs_shard_the_layers_of_pasero_and_pretrained_models(config_file, family_model_dirs):
-    """accelerate's FSDP2 wrap policy from the config's fsdp_config finds the layers of a Pasero model and of a
-    pretrained M2M100 (a config naming Pasero's layer classes stops a `--model` run: "Could not find the transformer
+    """accelerate's FSDP2 wrap policy from the config's fsdp_config finds the layers of a Pasero model, of a
+    pretrained M2M100 and of a causal LM (a config naming Pasero's layer classes stops a `--model` run: "Could not find the transformer
     layer class")."""
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
-    from transformers import AutoModelForSeq2SeqLM
+    from transformers import AutoModelForSeq2SeqLM, LlamaConfig, LlamaForCausalLM
 
     from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 
@@ -106,8 +106,11 @@ def test_fsdp_configs_shard_the_layers_of_pasero_and_pretrained_models(config_fi
     pasero = PaseroForConditionalGeneration(PaseroConfig(vocab_size=48, embed_dim=16, encoder_layers=2,
                                                          decoder_layers=1, encoder_ffn_dim=32, decoder_ffn_dim=32))
     pretrained = AutoModelForSeq2SeqLM.from_pretrained(family_model_dirs["m2m100"])
+    causal_lm = LlamaForCausalLM(LlamaConfig(vocab_size=48, hidden_size=16, intermediate_size=32,
+                                             num_hidden_layers=2, num_attention_heads=2))  # task lm/dialogue
     for model, layers in ((pasero, ["PaseroEncoderLayer"] * 2 + ["PaseroDecoderLayer"]),
-                          (pretrained, ["M2M100EncoderLayer", "M2M100DecoderLayer"])):
+                          (pretrained, ["M2M100EncoderLayer", "M2M100DecoderLayer"]),
+                          (causal_lm, ["LlamaDecoderLayer"] * 2)):
         plugin = FullyShardedDataParallelPlugin(
             fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
             transformer_cls_names_to_wrap=fsdp.get("fsdp_transformer_layer_cls_to_wrap"))
