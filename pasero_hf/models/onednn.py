@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["onednn_available", "onednn_is_faster", "onednn_linear_layers"]
+__all__ = ["onednn_available", "onednn_rule_picks", "onednn_linear_layers"]
 
 # Below about a million multiply-adds (e.g. 47 rows x 256 x 64), oneDNN's call overhead (~5 us) makes it slower
 # than MKL; above, it is up to 2.4x faster (measured on AMD Zen 5, 1 thread).
@@ -79,9 +79,10 @@ def _cpu_gains_from_onednn() -> bool:
     return torch.backends.cpu.get_cpu_capability() == "AVX512" and "AMD" in _cpu_vendor()
 
 
-def onednn_is_faster(in_features: int, out_features: int) -> bool:
-    """Whether oneDNN multiplies a float32 linear layer of this shape faster than PyTorch's default (MKL) on this
-    CPU (large enough products aside: see `_MIN_MULTIPLY_ADDS`)."""
+def onednn_rule_picks(in_features: int, out_features: int) -> bool:
+    """Whether the rule of this module (CPU and shape, no measurement) sends a float32 linear layer of this shape
+    through oneDNN: on the CPUs and shapes where the benchmarks found it faster than PyTorch's default (MKL).
+    Products too small to gain are left out separately (`_MIN_MULTIPLY_ADDS`)."""
     return _cpu_gains_from_onednn() and min(in_features, out_features) >= _MIN_FEATURES
 
 
@@ -93,7 +94,7 @@ def _onednn_forward(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         and type(weight) in (torch.Tensor, nn.Parameter)  # not a DTensor (tensor or fully sharded parallelism)
         and not torch.is_autocast_enabled("cpu")  # mixed precision casts to bfloat16 in F.linear
         and x.numel() * weight.shape[0] >= _MIN_MULTIPLY_ADDS
-        and onednn_is_faster(weight.shape[1], weight.shape[0])
+        and onednn_rule_picks(weight.shape[1], weight.shape[0])
     ):
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
             return _OneDNNLinear.apply(x, weight, bias)

@@ -195,13 +195,16 @@ def trim_vocabulary(model: torch.nn.Module, tokenizer: Any, keep_ids: Iterable[i
                     output_dir: str | Path | None = None) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) keeping the tokens `keep_ids` plus the special, added and language tokens.
 
-    The tokenizer files are written to `output_dir` (default: a temporary directory); save both with
+    The trimmed tokenizer files are written to `output_dir`; without one, to a temporary directory that is removed
+    once the tokenizer has been loaded from it (the loaded tokenizer holds all it needs in memory). Save both with
     `save_pretrained` as usual. Raises ValueError for tokenizers it cannot trim.
     """
     keep = set(tokenizer.convert_ids_to_tokens(sorted({int(i) for i in keep_ids})))
     if output_dir is None:
-        output_dir = tempfile.mkdtemp(prefix="pasero-trimmed-tokenizer-")
-    trimmed_tokenizer = trim_tokenizer(tokenizer, keep, output_dir)
+        with tempfile.TemporaryDirectory(prefix="pasero-trimmed-tokenizer-") as scratch:
+            trimmed_tokenizer = trim_tokenizer(tokenizer, keep, scratch)
+    else:
+        trimmed_tokenizer = trim_tokenizer(tokenizer, keep, output_dir)
     old_vocab = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.get_vocab()}
     for name in ("lang_token_to_id",):  # M2M100's language tokens are outside get_vocab()
         old_vocab.update(getattr(tokenizer, name, None) or {})

@@ -1,5 +1,7 @@
 """Vocabulary trimming: a smaller model and tokenizer that load everywhere and behave the same on kept text."""
 
+import tempfile
+
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -24,16 +26,21 @@ def _prepare(tokenizer, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_trimmed_model_and_tokenizer_behave_the_same(family, family_model_dirs, tmp_path):
+def test_trimmed_model_and_tokenizer_behave_the_same(family, family_model_dirs, tmp_path, monkeypatch):
     directory = family_model_dirs[family]
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForSeq2SeqLM.from_pretrained(directory).eval()
     sources = _prepare(tokenizer, family)
     encoded = tokenizer(sources, text_target=TARGET_TEXT * 2)
     keep = {i for ids in encoded["input_ids"] + encoded["labels"] for i in ids}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the trimmed tokenizer's files go in between
     trimmed_model, trimmed_tokenizer = trim_vocabulary(model, tokenizer, keep)
+    assert list(scratch.iterdir()) == []  # no temporary directory left behind...
     trimmed_model.save_pretrained(tmp_path / "trimmed")
-    trimmed_tokenizer.save_pretrained(tmp_path / "trimmed")
+    trimmed_tokenizer.save_pretrained(tmp_path / "trimmed")  # ...and the tokenizer still saves without it
+    assert list(scratch.iterdir()) == []
 
     reloaded_tok = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "trimmed").eval()
