@@ -76,13 +76,16 @@ def finished(env, job: str, state: str = "COMPLETED"):
 
 @pytest.mark.slow
 def test_slurm_interrupt_restart_requeue_and_decode(slurm, write_config, tmp_path):
+    """One `sbatch --requeue` job goes through all three (each training launch costs seconds of imports): USR1
+    restarts in place, a requeue reruns the job from its last checkpoint, INT saves and ends the job."""
     env = slurm
     model_dir = tmp_path / "model"
     config = write_config(max_steps=100000, valid_interval=100000, log_interval=1, max_time=5)
     train_sh = str(REPO / "recipes" / "slurm" / "train.sh")
 
-    # USR1: save, restart in place from MODEL_DIR/training.yaml; then INT: save and exit, the job completes
-    job = sbatch(env, tmp_path, train_sh, "-c", str(config))
+    # USR1: save, restart in place from MODEL_DIR/training.yaml
+    job = sbatch(env, tmp_path, "--requeue", train_sh, "-c", str(config))
+    output = tmp_path / f"slurm-{job}.out"
     wait_training(model_dir)
     subprocess.run(["scancel", "-b", "-s", "USR1", job], env=env, check=True)
     wait_for(lambda: "resuming from" in train_log(model_dir), 240, "the restarted run to resume")
@@ -91,28 +94,27 @@ def test_slurm_interrupt_restart_requeue_and_decode(slurm, write_config, tmp_pat
     assert f"-c {model_dir / 'training.yaml'} --no-reset" in restarted.splitlines()[0]
     first = checkpoints.complete_checkpoints(model_dir)
     assert first, "USR1 saved no checkpoint"
-    subprocess.run(["scancel", "-b", "-s", "INT", job], env=env, check=True)
-    finished(env, job)
-    output = (tmp_path / f"slurm-{job}.out").read_text(encoding="utf-8")
-    assert "SIGUSR1: saving, then restarting" in output and "SIGINT: saving and exiting" in output
-    steps = [checkpoints.checkpoint_step(p) for p in checkpoints.complete_checkpoints(model_dir)]
-    assert max(steps) > checkpoints.checkpoint_step(first[-1])  # the second run saved too
-    assert (model_dir / "model_last" / "config.json").is_file()
+    assert "SIGUSR1: saving, then restarting" in output.read_text(encoding="utf-8")
 
-    # --requeue: Slurm kills and reruns the job; the rerun resumes from the last checkpoint
-    job = sbatch(env, tmp_path, "--requeue", train_sh, "-c", str(config))
-    wait_training(model_dir, count=train_log(model_dir).count("command: ") + 1)
+    # requeue (what preemption does): Slurm kills and reruns the job; the rerun resumes from the last checkpoint
     last_step = max(checkpoints.checkpoint_step(p) for p in checkpoints.complete_checkpoints(model_dir))
     resumes = train_log(model_dir).count("resuming from")
     subprocess.run(["scontrol", "requeue", job], env=env, check=True)
     wait_for(lambda: job_info(env, job).get("Restarts") == "1" and "requeued (restart 1)" in
-             (tmp_path / f"slurm-{job}.out").read_text(encoding="utf-8"), 240, "the requeued job to start again")
+             output.read_text(encoding="utf-8"), 240, "the requeued job to start again")
     wait_for(lambda: train_log(model_dir).count("resuming from") > resumes, 240, "the requeued job to resume")
     wait_training(model_dir, count=train_log(model_dir).count("command: "))
     resumed = re.findall(r"resuming from \S*checkpoint-(\d+)", train_log(model_dir))
     assert int(resumed[-1]) >= last_step
+    assert int(resumed[-1]) > checkpoints.checkpoint_step(first[-1])  # the restarted run saved when stopped too
+
+    # INT: save and exit, the job completes
     subprocess.run(["scancel", "-b", "-s", "INT", job], env=env, check=True)
     finished(env, job)
+    assert "SIGINT: saving and exiting" in output.read_text(encoding="utf-8")
+    steps = [checkpoints.checkpoint_step(p) for p in checkpoints.complete_checkpoints(model_dir)]
+    assert max(steps) > int(resumed[-1])  # the last run saved too
+    assert (model_dir / "model_last" / "config.json").is_file()
 
     # decode.sh with the run's directory (model_last: no validation ran)
     source = tmp_path / "test.en"
