@@ -28,6 +28,25 @@ def bible_dir() -> Path:
 def pytest_configure(config):
     # Tests run on 2 cores; more torch threads than cores makes everything slower.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # pytest-xdist hands out whole files (--dist loadfile) in the order of pytest_collection_modifyitems below, not
+    # sorted by their number of tests (its default, which puts one-test files that run for minutes last)
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+HEAVY_MARKERS = ("slow", "distributed")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with `slow` or `distributed` tests first, each file's tests in their order. `make test` hands whole
+    files to its two workers (`--dist loadfile`) in this order: the longest files start first and the short ones fill
+    in at the end, so that both workers finish together instead of one running a long file alone at the end."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    heavy = {name for name, tests in files.items()
+             if any(test.get_closest_marker(marker) for test in tests for marker in HEAVY_MARKERS)}
+    items[:] = [item for name in sorted(files, key=lambda name: name not in heavy) for item in files[name]]
 
 
 # Debian's Chromium (scripts/system-packages.txt), driven by Playwright: its own browser download is unreachable here.
