@@ -2,6 +2,7 @@
 with the same effective batch (`virtual_dp_size`), and bf16 mixed precision trains and decodes."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 from pasero_hf.generation.text_generator import TextGenerator
 from pasero_hf.training.config import load_training_config
 from pasero_hf.training.run import train
-from tests.training.test_distributed import REPO, check_fsdp_step, check_tensor_parallel, launch
+from tests.training.test_distributed import REPO, check_fsdp_step, check_tensor_parallel, launch, run_parallel_workers
 
 from .conftest import finetune_config
 
@@ -58,26 +59,33 @@ def m2m100_batch(model_dir, data_dir, path) -> dict:
     return inputs
 
 
-@pytest.mark.distributed
-@pytest.mark.slow
-def test_fsdp2_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
-    """The FSDP2 check of Pasero models (tests/training/fsdp_worker.py) on a tiny pretrained M2M100 loaded as
-    `--model` loads it, with a batch of its own tokenizer: sharded step = unsharded step, exact sharded reload."""
-    model_dir = family_model_dirs["m2m100"]
-    check_fsdp_step(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path)
-
-
-@pytest.mark.distributed
-@pytest.mark.slow
-def test_tensor_parallel_cpu_emulation_of_a_pretrained_model(family_model_dirs, finetune_data_dir, tmp_path):
-    """transformers gives M2M100 no tp_plan ("auto" is refused); Pasero's Megatron plan fits its layers as they are
-    (same module names): logits, gradients and generate() under 2-way TP = one process."""
+@pytest.fixture(scope="module")
+def m2m100_parallel(family_model_dirs, finetune_data_dir, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """The tiny M2M100, a batch of its tokenizer and the directory of the FSDP and TP workers' results on them (one
+    torchrun launch). transformers gives M2M100 no tp_plan ("auto" is refused): the workers get Pasero's Megatron
+    plan, which fits its layers as they are (same module names)."""
     from pasero_hf.models.pasero import PaseroConfig
 
     model_dir = family_model_dirs["m2m100"]
+    out_dir = tmp_path_factory.mktemp("m2m100-parallel")
+    inputs = m2m100_batch(model_dir, finetune_data_dir, out_dir / "inputs.pt")
     plan = {f"model.{key}": value for key, value in PaseroConfig.base_model_tp_plan.items()}
-    check_tensor_parallel(model_dir, m2m100_batch(model_dir, finetune_data_dir, tmp_path / "inputs.pt"), tmp_path,
-                          plan=plan)
+    return model_dir, inputs, run_parallel_workers(model_dir, inputs, out_dir, plan=plan)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_fsdp2_cpu_emulation_of_a_pretrained_model(m2m100_parallel):
+    """The FSDP2 check of Pasero models (tests/training/fsdp_worker.py) on a tiny pretrained M2M100 loaded as
+    `--model` loads it, with a batch of its own tokenizer: sharded step = unsharded step, exact sharded reload."""
+    check_fsdp_step(*m2m100_parallel)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_tensor_parallel_cpu_emulation_of_a_pretrained_model(m2m100_parallel):
+    """Pasero's Megatron plan on M2M100's layers: logits, gradients and generate() under 2-way TP = one process."""
+    check_tensor_parallel(*m2m100_parallel)
 
 
 def test_bf16_lora_fine_tune_trains_and_decodes(family_model_dirs, finetune_data_dir, tmp_path):

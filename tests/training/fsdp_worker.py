@@ -1,12 +1,11 @@
 """One FSDP2 training step and a sharded checkpoint round trip on CPU (gloo): CPU emulation of fsdp.yaml, for a
 Pasero model or a pretrained one (AutoModelForSeq2SeqLM, as `--model` loads it).
 
-`torchrun --nproc-per-node 2 fsdp_worker.py MODEL_DIR INPUTS.pt OUT_DIR`: each rank trains on its half of the batch
-with the trainer's token normalisation; rank 0 writes the full parameters after the step to OUT_DIR/stepped.pt and
-the result of the save/reload check to OUT_DIR/reload.pt.
+`run(MODEL_DIR, INPUTS.pt, OUT_DIR)` in each process of `torchrun --nproc-per-node 2` (through parallel_worker.py):
+each rank trains on its half of the batch with the trainer's token normalisation; rank 0 writes the full parameters
+after the step to OUT_DIR/stepped.pt and the result of the save/reload check to OUT_DIR/reload.pt.
 """
 
-import sys
 from pathlib import Path
 
 import torch
@@ -28,9 +27,9 @@ def sharded_model(model_dir: str) -> torch.nn.Module:
     return model
 
 
-def main() -> None:
-    model_dir, inputs_path, out_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    dist.init_process_group("gloo")
+def run(model_dir: str, inputs_path: str, out_dir: Path) -> None:
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     model = sharded_model(model_dir)
     inputs = torch.load(inputs_path, weights_only=True)
@@ -64,8 +63,3 @@ def main() -> None:
     if rank == 0:
         torch.save({"exact": bool(flags[0]), "sharded": bool(flags[1])}, out_dir / "reload.pt")
     dist.barrier()
-    dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main()

@@ -104,25 +104,38 @@ def torchrun(script: Path, *args: str) -> None:
             str(script), *args])
 
 
-def test_tensor_parallel_cpu_emulation_matches_single_process(tmp_path):
+def run_parallel_workers(model_dir: Path, inputs: dict, out_dir: Path, plan: dict | None = None) -> Path:
+    """parallel_worker.py (fsdp_worker.py, then tp_worker.py with `plan`, default: the model's own) on `model_dir` and
+    the batch `inputs` (saved as out_dir/inputs.pt), in one torchrun launch; their results are in `out_dir`."""
+    plan_args = []
+    if plan is not None:
+        (out_dir / "plan.json").write_text(json.dumps(plan))
+        plan_args = [str(out_dir / "plan.json")]
+    torchrun(HERE / "parallel_worker.py", str(model_dir), str(out_dir / "inputs.pt"), str(out_dir), *plan_args)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_pasero_parallel(tmp_path_factory) -> tuple[Path, dict, Path]:
+    """A tiny Pasero model, its batch and the directory of the TP and FSDP workers' results on them."""
+    out_dir = tmp_path_factory.mktemp("parallel")
+    model_dir, inputs = tiny_pasero(out_dir)
+    return model_dir, inputs, run_parallel_workers(model_dir, inputs, out_dir)
+
+
+def test_tensor_parallel_cpu_emulation_matches_single_process(tiny_pasero_parallel):
     """from_pretrained(tp_plan="auto") under torchrun (gloo, CPU): logits, gradients, generate() = 1 process."""
-    check_tensor_parallel(*tiny_pasero(tmp_path), tmp_path)
+    check_tensor_parallel(*tiny_pasero_parallel)
 
 
-def check_tensor_parallel(model_dir: Path, inputs: dict, tmp_path: Path, plan: dict | None = None) -> None:
-    """tp_worker.py on `model_dir` and the batch `inputs` (saved as tmp_path/inputs.pt), with `plan` (default: the
-    model's own) = one process."""
+def check_tensor_parallel(model_dir: Path, inputs: dict, out_dir: Path) -> None:
+    """tp_worker.py's results on `model_dir` and the batch `inputs` (run_parallel_workers) = one process."""
     from transformers import AutoModelForSeq2SeqLM
 
     import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
-    plan_args = []
-    if plan is not None:
-        (tmp_path / "plan.json").write_text(json.dumps(plan))
-        plan_args = [str(tmp_path / "plan.json")]
-    torchrun(HERE / "tp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path / "tp.pt"), *plan_args)
-    result = torch.load(tmp_path / "tp.pt", weights_only=True)
+    result = torch.load(out_dir / "tp.pt", weights_only=True)
     assert any("q_proj" in name for name in result["sharded"])  # the plan really sharded the attention
 
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -140,21 +153,20 @@ def check_tensor_parallel(model_dir: Path, inputs: dict, tmp_path: Path, plan: d
     assert torch.equal(result["generated"], generated)
 
 
-def test_fsdp2_cpu_emulation_step_and_sharded_checkpoint(tmp_path):
+def test_fsdp2_cpu_emulation_step_and_sharded_checkpoint(tiny_pasero_parallel):
     """fully_shard (gloo, CPU): a sharded step on half a batch per rank = the unsharded step on the whole batch;
     a sharded checkpoint reloads exactly."""
-    check_fsdp_step(*tiny_pasero(tmp_path), tmp_path)
+    check_fsdp_step(*tiny_pasero_parallel)
 
 
-def check_fsdp_step(model_dir: Path, inputs: dict, tmp_path: Path) -> None:
-    """fsdp_worker.py on `model_dir` and the batch `inputs` (saved as tmp_path/inputs.pt) = one unsharded step."""
+def check_fsdp_step(model_dir: Path, inputs: dict, out_dir: Path) -> None:
+    """fsdp_worker.py's results on `model_dir` and the batch `inputs` (run_parallel_workers) = one unsharded step."""
     from transformers import AutoModelForSeq2SeqLM
 
     import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Auto classes)
     from pasero_hf.training.loss import label_smoothed_nll_sum
 
-    torchrun(HERE / "fsdp_worker.py", str(model_dir), str(tmp_path / "inputs.pt"), str(tmp_path))
-    reload = torch.load(tmp_path / "reload.pt", weights_only=True)
+    reload = torch.load(out_dir / "reload.pt", weights_only=True)
     assert reload == {"exact": True, "sharded": True}
 
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -165,6 +177,6 @@ def check_fsdp_step(model_dir: Path, inputs: dict, tmp_path: Path) -> None:
     loss, _, count = label_smoothed_nll_sum(logits, inputs["labels"], 0.1)
     (loss / count).backward()
     optimizer.step()
-    stepped = torch.load(tmp_path / "stepped.pt", weights_only=True)
+    stepped = torch.load(out_dir / "stepped.pt", weights_only=True)
     for name, param in model.named_parameters():
         assert torch.allclose(stepped[name], param.detach(), atol=1e-5), name

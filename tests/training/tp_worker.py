@@ -1,12 +1,11 @@
 """Tensor-parallel forward, backward and generate() of a saved tiny Pasero model (CPU emulation with gloo).
 
-`torchrun --nproc-per-node 2 tp_worker.py MODEL_DIR INPUTS.pt OUT.pt [PLAN.json]`: from_pretrained(...,
-tp_plan="auto") shards the model with PaseroConfig.base_model_tp_plan (or with the plan of PLAN.json); rank 0 writes
-logits, full gradients and generated ids.
+`run(MODEL_DIR, INPUTS.pt, OUT.pt, PLAN.json or None)` in each process of `torchrun --nproc-per-node 2` (through
+parallel_worker.py): from_pretrained(..., tp_plan="auto") shards the model with PaseroConfig.base_model_tp_plan (or
+with the plan of PLAN.json); rank 0 writes logits, full gradients and generated ids.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -17,10 +16,9 @@ import pasero_hf.models  # noqa: F401  (registers the Pasero classes with the Au
 from pasero_hf.training.loss import label_smoothed_nll_sum
 
 
-def main() -> None:
-    model_dir, inputs_path, out_path = sys.argv[1:4]
+def run(model_dir: str, inputs_path: str, out_path: str, plan_path: str | None = None) -> None:
     # a model whose config has no base_model_tp_plan (M2M100) gets an explicit plan: PLAN.json
-    plan = json.loads(Path(sys.argv[4]).read_text()) if len(sys.argv) > 4 else "auto"
+    plan = json.loads(Path(plan_path).read_text()) if plan_path else "auto"
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, tp_plan=plan)
     inputs = torch.load(inputs_path, weights_only=True)
     model.train()
@@ -42,8 +40,3 @@ def main() -> None:
     if dist.get_rank() == 0:
         torch.save({"logits": logits.detach(), "grads": grads, "generated": generated, "sharded": sharded}, out_path)
     dist.barrier()
-    dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main()
