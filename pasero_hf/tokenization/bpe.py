@@ -3,7 +3,9 @@
 A `bpecodes` file starts with an optional JSON header line (`# {"inline_case": true, "nfkc": false,
 "protect_regex": null, "tokenization": 2}`) followed by one merge per line (`left right`, highest priority first).
 
-Only the standard library and `regex` are used: this module travels with remote-code tokenizers.
+Only the standard library and `regex` are needed: this module travels with remote-code tokenizers. When
+`tokenizers` is installed, its Rust BPE model merges new words once a run has seen enough of them (see
+`_rust_engine`); its segmentations are the same, and any word it cannot reproduce falls back to the Python merges.
 """
 
 import json
@@ -42,6 +44,9 @@ _RESERVED = re.compile(f"[<{WORD_BOUNDARY}{PROTECT_CHAR}{MASK_CHAR}{PLACEHOLDER_
 _MAX_CACHE_SIZE = 2**20
 # Rank of a pair that has no merge: above every real rank.
 _NO_MERGE = 2**62
+# New words merged in Python before the Rust engine is built (its import and set-up cost ~50 ms: worth it only for
+# big inputs, e.g. a cold `pasero-tokenize` run over a corpus).
+_RUST_ENGINE_AFTER = 2000
 
 
 @dataclass
@@ -151,6 +156,13 @@ class PaseroBPE:
         # Words recur across chunks ("God", "God," and "God." share "▁God"): a cold run encodes each word once.
         self._word_cache: dict[str, str] = {}
         self._joined_caches: dict[str | None, _JoinedChunkCache] = {}
+        self._merged_in_python = 0
+        self._engine = None  # `tokenizers` BPE model, built after _RUST_ENGINE_AFTER new words (False: unusable)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_engine"] = None  # rebuilt on demand
+        return state
 
     @classmethod
     def from_file(
@@ -309,9 +321,18 @@ class PaseroBPE:
 
     def encode_word(self, word: str) -> list[str]:
         """Apply the merges to one (already lowercased) word, then split pieces outside the vocabulary."""
-        symbols = list(word)
-        if len(symbols) > 1:
-            self._apply_merges(symbols)
+        if self._engine:
+            symbols = [token.value for token in self._engine.tokenize(word)]
+            if "".join(symbols) != word:  # a character outside the merges was dropped: Python merges it
+                symbols = list(word)
+                self._apply_merges(symbols)
+        else:
+            symbols = list(word)
+            if len(symbols) > 1:
+                self._apply_merges(symbols)
+                self._merged_in_python += 1
+                if self._merged_in_python == _RUST_ENGINE_AFTER and self._engine is None:
+                    self._engine = _rust_engine(self._ranks) or False
         if self.vocabulary is None:
             return symbols
         out: list[str] = []
@@ -352,6 +373,34 @@ class PaseroBPE:
         else:
             self._split_unknown(parts[0], out)
             self._split_unknown(parts[1], out)
+
+
+def _rust_engine(ranks: dict[Merge, int]):
+    """A `tokenizers` BPE model that merges words exactly as `PaseroBPE._apply_merges`, or None.
+
+    It takes the best-ranked pair one occurrence at a time (leftmost first), while Pasero merges all occurrences of
+    the best pair before looking again: the two agree whenever every pair a merge creates ranks below that merge,
+    which holds when no merge ranks above a merge using its result (always true of learned tables). Other tables,
+    or no `tokenizers`, give None: the Python merges stay.
+    """
+    try:
+        from tokenizers.models import BPE
+    except ImportError:
+        return None
+    merges = sorted(ranks, key=ranks.__getitem__)
+    last_producer: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        last_producer[left + right] = rank
+    vocab: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        if last_producer.get(left, -1) >= rank or last_producer.get(right, -1) >= rank:
+            return None
+        for piece in (left, right, left + right):
+            vocab.setdefault(piece, len(vocab))
+    try:
+        return BPE(vocab, merges)
+    except Exception:  # a table the Rust model refuses: the Python merges stay
+        return None
 
 
 def _drop_lone_boundary(text: str) -> str:

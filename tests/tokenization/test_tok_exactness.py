@@ -89,6 +89,27 @@ def test_block_api_with_vocabulary_and_unk_matches_tokenize(bible_dir, edge_dir,
     assert "<unk:😀>" in bpe.tokenize_to_strings(["😀"], unk="<unk:{token}>")[0]
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_rust_engine_segments_like_the_python_merges(model, bible_dir, edge_dir, models_dir, read_lines):
+    """Big cold runs merge new words with `tokenizers`' BPE model: every real model's table qualifies, and the
+    tokens are the Python merges' (the original's), for Bible text and the edge cases (characters outside the merges,
+    which the Rust model would drop, fall back to Python); a table where the two orders could differ gets no engine."""
+    from pasero_hf.tokenization.bpe import _RUST_ENGINE_AFTER, _rust_engine
+
+    lines = read_lines(bible_dir / "test.es") + read_lines(bible_dir / "valid.en") + read_lines(edge_dir / "edge.txt")
+    python = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    python._engine = False
+    rust = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    rust._engine = _rust_engine(rust._ranks)
+    assert rust._engine is not None
+    assert rust.tokenize_to_strings(lines) == python.tokenize_to_strings(lines)
+    # it is built by itself once enough new words were merged in Python (these lines have enough)
+    auto = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    assert auto.tokenize_to_strings(lines) == python.tokenize_to_strings(lines)
+    assert auto._engine and auto._merged_in_python == _RUST_ENGINE_AFTER
+    assert _rust_engine({("ab", "c"): 0, ("a", "b"): 1}) is None
+
+
 def test_unk_replacement(load_bpe):
     bpe = load_bpe("bible-en-es-8k", with_vocabulary=True)
     tokens = bpe.tokenize("Hello 😀 world", unk="<unk:{token}>")
