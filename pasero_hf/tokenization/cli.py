@@ -59,8 +59,10 @@ def _line_blocks(infile: TextIO, progress: bool, errors: str = "strict", name: s
     Lines are decoded with `surrogateescape`; with `errors="strict"`, the first line that is not UTF-8 text (or holds
     NUL bytes: binary or compressed input) stops with its file and line number; "replace" writes U+FFFD for
     undecodable bytes; "surrogateescape" passes them through unchanged. A block is read, checked and split at once:
-    no per-line work in Python.
+    no per-line work in Python (from a terminal, a block is one line).
     """
+    if infile.isatty():  # typed lines: each is answered at once
+        size = 1
     bar = None
     if progress:
         from tqdm import tqdm
