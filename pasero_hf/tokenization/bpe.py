@@ -161,7 +161,8 @@ class PaseroBPE:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_engine"] = None  # rebuilt on demand
+        state["_engine"] = None  # rebuilt after as many new words again
+        state["_merged_in_python"] = 0
         return state
 
     @classmethod
@@ -379,9 +380,9 @@ def _rust_engine(ranks: dict[Merge, int]):
     """A `tokenizers` BPE model that merges words exactly as `PaseroBPE._apply_merges`, or None.
 
     It takes the best-ranked pair one occurrence at a time (leftmost first), while Pasero merges all occurrences of
-    the best pair before looking again: the two agree whenever every pair a merge creates ranks below that merge,
-    which holds when no merge ranks above a merge using its result (always true of learned tables). Other tables,
-    or no `tokenizers`, give None: the Python merges stay.
+    the best pair before looking again. The two agree when no pair that a merge creates can outrank that merge, i.e.
+    when every merge comes after all the merges that produce its parts (always true of learned tables: a part must
+    exist before it is merged). Other tables, or no `tokenizers`, give None: the Python merges stay.
     """
     try:
         from tokenizers.models import BPE
