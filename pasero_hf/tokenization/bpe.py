@@ -245,18 +245,22 @@ class PaseroBPE:
         """
         if self.options.nfkc or self._protect is not None:
             return [" ".join(self.tokenize(line, unk=unk)) for line in lines]
-        if self.vocabulary is None:
-            unk = None
-        encoded = self._joined_caches.get(unk)
-        if encoded is None:
-            encoded = self._joined_caches[unk] = _JoinedChunkCache(self, unk)
-        get = encoded.__getitem__
+        get = self._joined_cache(unk).__getitem__
         join = " ".join
         if _RESERVED.search("\n".join(lines)) is None:
             return [_drop_lone_boundary(join(map(get, line.split()))) for line in lines]
         reserved = _RESERVED.search
         return [_drop_lone_boundary(join(map(get, line.split()))) if reserved(line) is None
                 else join(self.tokenize(line, unk=unk)) for line in lines]
+
+    def _joined_cache(self, unk: str | None) -> "_JoinedChunkCache":
+        """The cache of joined chunk encodings `tokenize_to_strings` uses with `unk`."""
+        if self.vocabulary is None:
+            unk = None
+        cache = self._joined_caches.get(unk)
+        if cache is None:
+            cache = self._joined_caches[unk] = _JoinedChunkCache(self, unk)
+        return cache
 
     @staticmethod
     def _restore_placeholders(pieces: list[str], leading: bool, trailing: bool, protected: list[str]) -> list[str]:
@@ -419,6 +423,7 @@ class _JoinedChunkCache(dict):
         super().__init__()
         self.bpe = bpe
         self.unk = unk
+        self.added: list[tuple[str, str]] | None = None  # when a list: new entries are also appended to it
 
     def __missing__(self, chunk: str) -> str:
         encoded = self.bpe._encode_chunk(chunk)
@@ -429,4 +434,6 @@ class _JoinedChunkCache(dict):
         if len(self) >= _MAX_CACHE_SIZE:
             self.clear()
         self[chunk] = encoded
+        if self.added is not None:
+            self.added.append((chunk, encoded))
         return encoded

@@ -52,7 +52,7 @@ def _open_streams(input_path: str | None, output_path: str | None) -> Iterator[t
 
 
 def _line_blocks(infile: TextIO, progress: bool, errors: str = "strict", name: str = "<stdin>",
-                 size: int = 1 << 18) -> Iterator[list[str]]:
+                 size: int = 1 << 16) -> Iterator[list[str]]:
     """Input lines without their line break, in blocks of about `size` characters; a tqdm bar on stderr when
     `progress`.
 
@@ -142,8 +142,8 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-t", "--threshold", type=int, help="only keep vocabulary entries with at least this count")
     parser.add_argument("--unk", help="replace tokens outside the vocabulary with this ('{token}' = the token)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="processes tokenizing blocks of lines in parallel, output in input order (default: 1; "
-                             "worth it for big files)")
+                        help="processes tokenizing blocks of lines in parallel, sharing the words they encode; output "
+                             "identical and in input order (default: 1; worth it for big files)")
     args = parser.parse_args(argv)
     if args.threshold is not None and not args.vocabulary:
         parser.error("--threshold needs --vocabulary")
@@ -162,31 +162,16 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
                 for lines in blocks:
                     outfile.write(_joined(bpe.tokenize_to_strings(lines, unk=args.unk)))
                 return
-            import multiprocessing
+            from .parallel import tokenize_in_processes
 
-            # each process keeps its own word cache; blocks come back in input order
-            with multiprocessing.Pool(args.threads, _init_worker, (bpe, args.unk)) as pool:
-                for block in pool.imap(_tokenize_block, blocks):
-                    outfile.write(block)
+            for lines in tokenize_in_processes(bpe, blocks, args.threads, unk=args.unk):
+                outfile.write(_joined(lines))
 
     _run_streaming(run)
 
 
-_worker: tuple[PaseroBPE, str | None] | None = None
-
-
 def _joined(lines: list[str]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def _init_worker(bpe: PaseroBPE, unk: str | None) -> None:
-    global _worker
-    _worker = (bpe, unk)
-
-
-def _tokenize_block(lines: list[str]) -> str:
-    bpe, unk = _worker
-    return _joined(bpe.tokenize_to_strings(lines, unk=unk))
 
 
 def detokenize_main(argv: Sequence[str] | None = None) -> None:

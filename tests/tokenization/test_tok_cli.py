@@ -51,8 +51,9 @@ def test_tokenize_files_and_detokenize(tmp_path, edge_dir, models_dir, read_line
 
 
 def test_tokenize_threads_give_the_same_lines_in_order(bible_dir, models_dir, read_lines, tmp_path):
-    """--threads N splits the input into blocks tokenized in parallel: the output is the single-process one, in
-    input order (5,000 lines: several blocks, with empty lines and a vocabulary)."""
+    """--threads N splits the input into blocks tokenized in parallel, the workers passing each other the words
+    they encoded: the output is the single-process one, in input order (5,000 lines: about ten 64 KB blocks, two in
+    flight per worker, with empty lines and a vocabulary)."""
     source = read_lines(bible_dir / "train.en")[:4000] + read_lines(bible_dir / "train.es")[:1000]
     source[2500] = ""
     (tmp_path / "in.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
