@@ -210,6 +210,46 @@ def load_initial_weights(model: torch.nn.Module, ckpt: Path) -> None:
     logger.info("initialized the weights from %s", ckpt)
 
 
+def load_resume_weights(model: torch.nn.Module, ckpt: Path) -> None:
+    """Weights of resume checkpoint `ckpt` as the run saved them, without its optimizer, schedule or step
+    (`--reset-optimizer`): the whole model, its trainable weights alone (adapters on a frozen base: the frozen
+    weights come from --ckpt or the pretrained model, already loaded), or a LoRA run's PEFT adapter."""
+    from safetensors.torch import load_file
+
+    lora = ckpt / "adapter_model.safetensors"
+    if hasattr(model, "peft_config"):
+        if not lora.is_file():
+            raise ConfigError(f"--reset-optimizer: {ckpt} holds no adapter_model.safetensors for this LoRA run")
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, load_file(str(lora)))
+        trained = [k for k, p in model.named_parameters() if p.requires_grad]
+        missing = [k for k in result.missing_keys if k in trained]
+    else:
+        files = sorted(ckpt.glob("model*.safetensors"))
+        if not files:
+            raise ConfigError(f"--reset-optimizer: no model weights (model*.safetensors) in {ckpt}")
+        state: dict[str, torch.Tensor] = {}
+        for path in files:
+            state.update(load_file(str(path)))
+        result = model.load_state_dict(state, strict=False)
+        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+        frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+        missing = [k for k in result.missing_keys if k not in frozen and k not in tied]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f"--reset-optimizer: {ckpt} does not match the model: missing {missing[:5]}, unexpected "
+                          f"{result.unexpected_keys[:5]}")
+    logger.info("loaded the weights of %s (new optimizer, schedule and step)", ckpt)
+
+
+def reset_optimizer(config: TrainingConfig, model: torch.nn.Module, run: RunSetup) -> None:
+    """`--reset-optimizer` (every task): the resume checkpoint's weights go into the built model and the run starts
+    its step, optimizer, schedule and data over (`run.resume` becomes None)."""
+    if run.resume is not None and config.run.reset_optimizer:
+        load_resume_weights(model, run.resume)
+        run.resume = None
+
+
 def trainer_callbacks(config: TrainingConfig, metric: str | None = None) -> tuple[StopCallback, list]:
     """(the stop callback, every callback of a run): time budget and signals, log lines, the training curve of
     `metric` (default: early_stopping_metric), early stopping when `patience` is set."""

@@ -38,6 +38,7 @@ from pasero_hf.training.config import TrainingConfig, write_yaml_atomically
 from pasero_hf.training.lifecycle import (
     RunSetup,
     rank_from_env,
+    reset_optimizer,
     start_run,
     trainer_callbacks,
     trainer_options,
@@ -227,6 +228,7 @@ def prepare_lm_trainer(config: TrainingConfig) -> tuple[CausalLMTrainer, StopCal
     train_stream, valid_sets = build_lm_data(config, tokenizer, prompts)
     run = start_run(config)
     model = trainable_model(config, model)
+    reset_optimizer(config, model, run)
     trainer = build_lm_trainer(config, model, tokenizer, prompts, train_stream, valid_sets, run)
     return trainer, trainer.stop_callback, run.resume_path
 

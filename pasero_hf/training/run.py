@@ -45,6 +45,7 @@ from pasero_hf.training.lifecycle import (
     TrainingResult,
     finish_training,
     load_initial_weights,
+    reset_optimizer,
     start_run,
     trainer_callbacks,
     trainer_options,
@@ -139,9 +140,7 @@ def build_mt_model(config: TrainingConfig, base: MTBase, data: MTData, run: RunS
         data_adapters = {side: adapter_names_for_data(getattr(config.model, f"{side}_adapters_by") or [],
                                                       data.train.corpora) for side in ("encoder", "decoder")}
         model = finetuning_model(config, base.pretrained, data_adapters)
-    if run.resume is not None and config.run.reset_optimizer:
-        load_initial_weights(_base_model(model), run.resume)
-        run.resume = None
+    reset_optimizer(config, model, run)
     return model
 
 
@@ -288,10 +287,6 @@ def require_homogeneous_batches(config: TrainingConfig) -> None:
     if batch_by != list(config.data.batch_by or []):
         logger.info("batch_by: %s (adapters are selected per batch)", batch_by)
         config.data.batch_by = batch_by
-
-
-def _base_model(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def inference_config(config: TrainingConfig, tokenizer, domains: Sequence[str] = ()) -> dict[str, Any]:

@@ -10,6 +10,7 @@ run's `metrics` (BLEU/chrF) and transcripts with WER. The steps, each one call (
     data = build_speech_data(config, processor, rank, world_size)  # manifests read, every audio file checked
     run = start_run(config)                            # training arguments, MODEL_DIR, logging, resume point
     model = load_speech_model(config, processor)
+    lifecycle.reset_optimizer(config, model, run)
     trainer = build_speech_trainer(config, processor, data, model, run)
     result = finish_training(config, trainer, trainer.stop_callback, run.resume)  # (lifecycle: train, save)
 """
@@ -356,5 +357,6 @@ def prepare_speech_trainer(config: TrainingConfig):
     data = build_speech_data(config, processor, lifecycle.rank_from_env(), lifecycle.world_size_from_env())
     run = lifecycle.start_run(config)
     model = load_speech_model(config, processor)
+    lifecycle.reset_optimizer(config, model, run)
     trainer = build_speech_trainer(config, processor, data, model, run)
     return trainer, trainer.stop_callback, run.resume

@@ -206,6 +206,12 @@ def test_adapter_run_resumes_exactly(family_model_dirs, finetune_data_dir, tmp_p
     assert run(run="resumed", max_steps=2).global_step == 2
     checkpoint = load_file(str(tmp_path / "resumed" / "checkpoint-2" / "model.safetensors"))
     assert checkpoint and all("adapters" in key.split(".") for key in checkpoint)
+    # --reset-optimizer: the checkpoint's adapters onto the pretrained base, with a new optimizer, step and data
+    trainer, _, resume = prepare_trainer(load_training_config(**options("resumed"), reset_optimizer=True))
+    assert resume is None and trainer.train_dataset.steps == 0
+    state = trainer.model.state_dict()
+    for key, value in checkpoint.items():
+        assert torch.equal(state[key], value), key
     resumed = run(run="resumed")
     assert resumed.global_step == 4 and "resuming from" in (tmp_path / "resumed" / "train.log").read_text()
     a = load_file(str(straight.last_dir / "adapters.safetensors"))

@@ -88,7 +88,12 @@ def test_dialogue_trains_on_assistant_turns_only_and_chats_with_history(tmp_path
 def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, llama_dir, prompt_data, capsys):
     from pasero_hf.cli.decode import main as decode
     from pasero_hf.cli.train import main as train
+    import torch
+    from safetensors.torch import load_file
+
     from pasero_hf.generation import TextGenerator
+    from pasero_hf.training.config import load_training_config
+    from pasero_hf.training.lm import prepare_lm_trainer
     from tests.lm.conftest import lm_options
 
     output = tmp_path / "lora"
@@ -98,6 +103,12 @@ def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, ll
     assert train([*options, "--max-steps", "20"]) == 0
     assert (output / "model_best" / "adapter_config.json").is_file()  # LoRA weights only (save_trainable_only)
     assert not (output / "model_best" / "config.json").is_file()
+    # --reset-optimizer: checkpoint-20's LoRA weights in a run that starts its step, optimizer and data over
+    trainer, _, resume = prepare_lm_trainer(load_training_config([*options, "--max-steps", "20", "--reset-optimizer"]))
+    saved = load_file(str(output / "checkpoint-20" / "adapter_model.safetensors"))
+    loaded = {k.replace(".default", ""): v for k, v in trainer.model.state_dict().items() if "lora_" in k}
+    assert resume is None and saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[key], loaded[key]) for key in saved)
     # the same command continues from checkpoint-20; now model_best/model_last are merged, standalone models
     assert train([*options, "--max-steps", "30", "--no-save-trainable-only"]) == 0
     log = (output / "train.log").read_text()

@@ -29,6 +29,27 @@ def test_training_resumes_and_validates_with_wer_bleu_chrf(trained_speech_run):
     assert inference["task"] == "speech_translation" and "es-en" in inference["lang_pairs"]
 
 
+def test_reset_optimizer_takes_the_last_checkpoint_weights_only(trained_speech_run, speech_dir, tiny_whisper_dir,
+                                                                 repo_root, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from pasero_hf.training.config import load_training_config
+    from pasero_hf.training.speech import prepare_speech_trainer
+
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_speech_run[0], model_dir)
+    trainer, _, resume = prepare_speech_trainer(load_training_config(
+        ["-c", str(repo_root / "recipes/configs/speech-sample.yaml"), "--data-dir", str(speech_dir), "--model",
+         str(tiny_whisper_dir), "--model-dir", str(model_dir), "--reset-optimizer"]))
+    assert resume is None and trainer.train_dataset.steps == 0
+    saved = load_file(str(model_dir / "checkpoint-40" / "model.safetensors"))
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in saved.items())
+
+
 def test_text_generator_decodes_the_learned_clips(trained_speech_run, speech_dir):
     from pasero_hf.generation import TextGenerator
 

@@ -167,6 +167,12 @@ def test_lora_trains_through_peft(straight_run, tmp_path):
     saved = load_file(str(result.last_dir / "adapter_model.safetensors"))
     assert saved and all("lora_" in key for key in saved)
     assert not (result.last_dir / "model.safetensors").exists()
+    # --reset-optimizer on a LoRA run: its checkpoints hold the adapter alone, which is loaded onto the new model
+    trainer, _, resume = prepare_trainer(load_training_config(argv + ["--reset-optimizer"]))
+    assert resume is None and trainer.train_dataset.steps == 0
+    in_checkpoint = load_file(str(result.model_dir / "checkpoint-2" / "adapter_model.safetensors"))
+    loaded = {key.replace(".default", ""): value for key, value in trainer.model.state_dict().items() if "lora_" in key}
+    assert_same_weights(loaded, in_checkpoint)
 
 
 def test_adapter_checkpoints_hold_only_adapter_weights(straight_run, tmp_path):
@@ -182,6 +188,11 @@ def test_adapter_checkpoints_hold_only_adapter_weights(straight_run, tmp_path):
     complete = weights(result.last_dir)
     assert set(in_checkpoint) < set(complete)
     assert_same_weights({k: complete[k] for k in in_checkpoint}, in_checkpoint)
+    # --reset-optimizer: the adapter weights of the checkpoint onto the base of --ckpt, with a new optimizer
+    trainer, _, resume = prepare_trainer(load_training_config(argv + ["--reset-optimizer"]))
+    assert resume is None and trainer.train_dataset.steps == 0
+    state = trainer.model.state_dict()
+    assert_same_weights({k: state[k] for k in complete}, complete)
     resumed = train(load_training_config(argv[:-4] + ["--max-steps", "3", "--valid-interval", "2"]))
     assert resumed.global_step == 3
 
