@@ -28,6 +28,7 @@ a fresh process, one after the other) and ratios are taken within a round (paire
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -339,7 +340,10 @@ BACKEND_SYSTEMS = ("ours", "ours-ct2-fp32", "ours-ct2-int8", "raw-ct2-fp32", "ra
 
 def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], beam_size: int, batch_size: int,
                        threads: int, timed: int, queue) -> None:
-    """In a fresh process: one warm-up and `timed` runs of one system (the fastest is reported)."""
+    """In a fresh process: one warm-up and `timed` runs of one system (the fastest is reported, in wall-clock and in
+    CPU seconds of the process: on a shared machine, CPU time is what other jobs disturb least)."""
+    import time
+
     import torch
 
     torch.set_num_threads(threads)
@@ -382,8 +386,14 @@ def run_backend_system(system: str, paths: dict[str, Path], sources: list[str], 
         decode()
         outputs = [tokenizer.decode(tokenizer.convert_tokens_to_ids(translated[i]), skip_special_tokens=True)
                    for i in range(len(sources))]
-    times = time_repeats(decode, repeats=timed, warmup=0)
-    queue.put({"time": min(times), "outputs": outputs, "rss": peak_rss_mb()})
+    times, cpu_times = [], []
+    for _ in range(timed):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        decode()
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    queue.put({"time": min(times), "cpu": min(cpu_times), "outputs": outputs, "rss": peak_rss_mb(),
+               "load": os.getloadavg()[0]})
 
 
 def backends_main(args) -> None:
@@ -395,31 +405,38 @@ def backends_main(args) -> None:
         paths, sources, description = in_child(prepare, Path(workdir), args.checkpoint, args.lines, False)
         refs = Path(paths["refs"]).read_text(encoding="utf-8").splitlines()[: len(sources)]
         rows = []
+        loads: list[float] = []  # 1-minute load average as each system finished
         for threads in args.threads:
             for beam_size in args.beam_sizes:
                 runs: dict[str, list[dict]] = {system: [] for system in BACKEND_SYSTEMS}
                 for round_index in range(args.rounds):
-                    for system in BACKEND_SYSTEMS:
+                    # the order alternates between rounds, so that no system always runs first (or last)
+                    order = BACKEND_SYSTEMS if round_index % 2 == 0 else BACKEND_SYSTEMS[::-1]
+                    for system in order:
                         runs[system].append(in_child(run_backend_system, system, paths, sources, beam_size,
                                                      args.batch_size, threads, args.repeats))
                     print(f"threads {threads}, beam {beam_size}: round {round_index + 1}/{args.rounds} done",
                           file=sys.stderr, flush=True)
+                loads += [result["load"] for results in runs.values() for result in results]
                 rows += backend_rows(runs, threads, beam_size, sources, refs, corpus_scores)
                 bars += backend_bars(runs, threads, beam_size, len(sources), corpus_scores, refs)
         headers = ["threads", "search", "system", "seconds median (min-max)", "sentences/s", "speed vs ours",
-                   "paired speed vs raw CT2 (same type)", "peak RSS MiB", "outputs = ours", "BLEU", "chrF"]
+                   "CPU-time speed vs ours", "paired speed vs raw CT2 (same type)",
+                   "paired CPU-time speed vs raw CT2", "peak RSS MiB", "outputs = ours", "BLEU", "chrF"]
         sections.append(markdown_table(headers, rows))
     notes = (
         f"{len(sources)} Bible test lines, `{args.checkpoint.name}` converted ({description}); batches of "
         f"{args.batch_size} tokens and at most TextGenerator's default lines per batch for every system, max "
         f"{MAX_OUTPUT_LEN} output tokens, no scores requested. {args.rounds} alternating rounds: in each, every "
         f"system runs in a fresh process (peak RSS is its own), one untimed warm-up then the fastest of "
-        f"{args.repeats} timed run(s); 'paired speed vs raw CT2' is raw time / system time within each round (median, min-max over "
-        "rounds), against the raw engine of the same weight type. 'ours-ct2-*': TextGenerator on a `pasero-export` "
+        f"{args.repeats} timed run(s), in the reverse order every other round; 'paired speed vs raw CT2' is raw time / "
+        "system time within each round (median, min-max over rounds), against the raw engine of the same weight type, "
+        "in wall-clock and in CPU seconds of the process. 'ours-ct2-*': TextGenerator on a `pasero-export` "
         "directory (text to text: tokenization, batching, detokenization and hypothesis building are timed); "
         "'raw-ct2-*': `Translator.translate_batch` alone on the same pre-tokenized batches. 'outputs = ours': lines "
-        "equal to the PyTorch path's (= the original pasero-decode's). The machine was shared with other jobs "
-        "while this ran: absolute times are noisy, the paired ratios much less so."
+        "equal to the PyTorch path's (= the original pasero-decode's). Load average (1 min) while it ran: "
+        f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs: above the thread count, other jobs shared "
+        "the cores, and absolute times are noisy; the paired ratios, CPU time's above all, much less so."
     )
     text = "\n\n".join(sections) + "\n\n" + notes
     print(text)
@@ -429,8 +446,9 @@ def backends_main(args) -> None:
         record_bars(section, bars)
 
 
-def _paired(runs, system, baseline) -> list[float]:
-    return [b["time"] / a["time"] for a, b in zip(runs[system], runs[baseline])]
+def _paired(runs, system, baseline, key: str = "time") -> list[float]:
+    """Per round, the baseline's time / the system's (`key`: "time" wall-clock, "cpu" CPU seconds)."""
+    return [b[key] / a[key] for a, b in zip(runs[system], runs[baseline])]
 
 
 def backend_rows(runs, threads, beam_size, sources, refs, corpus_scores) -> list[list]:
@@ -441,11 +459,13 @@ def backend_rows(runs, threads, beam_size, sources, refs, corpus_scores) -> list
         outputs = results[0]["outputs"]
         raw = "raw-ct2-" + system.rsplit("-", 1)[-1] if system.startswith("ours-ct2") else None
         paired = median_range(_paired(runs, system, raw)) + "x" if raw else ""
+        paired_cpu = median_range(_paired(runs, system, raw, "cpu")) + "x" if raw else ""
         scores = corpus_scores(outputs, refs)
         rows.append([
             threads, "greedy" if beam_size == 1 else f"beam {beam_size}", system, median_range(times),
             len(sources) / statistics.median(times), f"{statistics.median(_paired(runs, system, 'ours')):.2f}x",
-            paired, max(result["rss"] for result in results),
+            f"{statistics.median(_paired(runs, system, 'ours', 'cpu')):.2f}x", paired, paired_cpu,
+            max(result["rss"] for result in results),
             f"{sum(a == b for a, b in zip(outputs, ours[0]['outputs']))}/{len(sources)}",
             f"{scores['bleu']:.2f}", f"{scores['chrf']:.2f}",
         ])
@@ -457,13 +477,17 @@ def backend_bars(runs, threads, beam_size, lines, corpus_scores, refs) -> list[t
     bars = []
     for kind in ("fp32", "int8"):
         ratios = _paired(runs, f"ours-ct2-{kind}", f"raw-ct2-{kind}")
+        cpu = _paired(runs, f"ours-ct2-{kind}", f"raw-ct2-{kind}", "cpu")
         median = statistics.median(ratios)
         bars.append((f"{search}, {threads} thread(s): our CTranslate2 backend ({kind}) vs raw translate_batch",
-                     ">= 0.9x", f"{median:.2f}x (paired, {median_range(ratios)})", median >= 0.9))
+                     ">= 0.9x", f"{median:.2f}x wall (paired, {median_range(ratios)}); "
+                     f"{statistics.median(cpu):.2f}x CPU time", median >= 0.9))
     ratios = _paired(runs, "raw-ct2-fp32", "ours")  # ours time / raw CT2 time
+    cpu = _paired(runs, "raw-ct2-fp32", "ours", "cpu")
     median = statistics.median(ratios)
     bars.append((f"{search}, {threads} thread(s): PyTorch path time / CTranslate2 fp32", "<= 1.25x",
-                 f"{median:.2f}x (paired, {median_range(ratios)})", median <= 1.25))
+                 f"{median:.2f}x wall (paired, {median_range(ratios)}); {statistics.median(cpu):.2f}x CPU time",
+                 median <= 1.25))
     ours, fp32 = runs["ours"][0]["outputs"], runs["ours-ct2-fp32"][0]["outputs"]
     same = sum(a == b for a, b in zip(ours, fp32))
     if beam_size == 1:
