@@ -86,11 +86,11 @@ def test_dialogue_trains_on_assistant_turns_only_and_chats_with_history(tmp_path
 
 
 def test_lora_run_resumes_and_its_adapter_decodes_on_the_base_model(tmp_path, llama_dir, prompt_data, capsys):
-    from pasero_hf.cli.decode import main as decode
-    from pasero_hf.cli.train import main as train
     import torch
     from safetensors.torch import load_file
 
+    from pasero_hf.cli.decode import main as decode
+    from pasero_hf.cli.train import main as train
     from pasero_hf.generation import TextGenerator
     from pasero_hf.training.config import load_training_config
     from pasero_hf.training.lm import prepare_lm_trainer
