@@ -6,7 +6,9 @@ tokenizer (`--pasero-src`/`PASERO_SRC`: its `PaseroTokenizer` class driven by th
 own module imports torch and `stopes`), and SentencePiece's encoder (a BPE model of 8000 pieces trained here, untimed;
 the process loads it, encodes the lines as one batch and writes the pieces). Runs alternate (ours, ours --threads 2,
 original, SentencePiece) so that ratios are taken within a round: on a shared machine, wall-clock times drift between
-rounds. CPU time (user + system, all processes of a run) is reported too: it is what contention inflates least.
+rounds. CPU time (user + system, all processes of a run) is reported too: it is what contention inflates least; so
+is the load average before and after, and the `--threads 2` speed-up over one process (it approaches 2x on two idle
+cores only). Warm figures (caches filled, in one process) come from bench_tokenizer.py.
 
     python benchmarks/bench_tokenize_cold.py [--pasero-src DIR] [--rounds 3] [--no-update]
 """
@@ -95,10 +97,12 @@ def main() -> None:
             systems["original Pasero"] = [sys.executable, "-c", ORIGINAL, args.pasero_src, bpecodes, source,
                                           str(work / "original.tok")]
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
+        load_before = os.getloadavg()
         for round_index in range(args.rounds):
             for name, command in systems.items():
                 runs[name].append(timed_run(command))
             print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        load_after = os.getloadavg()
         ours_lines = (work / "ours.tok").read_text(encoding="utf-8").splitlines()
         same_threads = ours_lines == (work / "ours2.tok").read_text(encoding="utf-8").splitlines()
         differ = None
@@ -118,9 +122,15 @@ def main() -> None:
     table = markdown_table(["system (whole process, cold)", "wall s median (min-max)", "lines/s (wall)",
                             "CPU s median (min-max)", "pasero-tokenize speed-up, wall (paired)",
                             "pasero-tokenize speed-up, CPU (paired)"], rows)
+    threads_wall = paired("pasero-tokenize --threads 2", "pasero-tokenize", 0)  # 1 process / 2 processes
+    threads_cpu = paired("pasero-tokenize", "pasero-tokenize --threads 2", 1)  # 2 processes / 1 process
     notes = (
         f"{lines:,} lines (Bible train en + es, twice), {args.rounds} alternating rounds, each run a fresh process "
-        f"(OMP_NUM_THREADS=1). `--threads 2` output identical and in order: {same_threads}. "
+        f"(OMP_NUM_THREADS=1), {os.cpu_count()} cores, load average (1 min) {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after. `--threads 2` output identical and in order: {same_threads}; its speed-up over one "
+        f"process (paired): {median_range(threads_wall)}x wall, for {median_range(threads_cpu)}x the CPU time "
+        "(the workers pass each other the words they encode; the rest is start-up, inter-process traffic and "
+        "contention). "
         + (f"Lines that differ from the original Pasero's: {differ}. " if differ is not None else "")
         + "Warm figures (caches filled, in one process) are in the Tokenizer section."
     )
@@ -129,13 +139,16 @@ def main() -> None:
     spm = "SentencePiece encoder (8000 pieces)"
     if args.pasero_src:
         ratios = paired("pasero-tokenize", "original Pasero", 0)
+        cpu = paired("pasero-tokenize", "original Pasero", 1)
         bars.append(("cold whole-process pasero-tokenize vs the original Pasero (wall, paired)", ">= 4x",
-                     f"{statistics.median(ratios):.2f}x ({median_range(ratios)}); {differ} lines differ",
-                     statistics.median(ratios) >= 4 and differ == 0))
+                     f"{statistics.median(ratios):.2f}x ({median_range(ratios)}; CPU {median_range(cpu)}x); "
+                     f"{differ} lines differ", statistics.median(ratios) >= 4 and differ == 0))
     for name in ("pasero-tokenize", "pasero-tokenize --threads 2"):
         ratios = paired(name, spm, 0)
+        cpu = paired(name, spm, 1)
         bars.append((f"cold whole-process {name} vs SentencePiece's encoder (wall, paired)", ">= 1.0x",
-                     f"{statistics.median(ratios):.2f}x ({median_range(ratios)})", statistics.median(ratios) >= 1.0))
+                     f"{statistics.median(ratios):.2f}x ({median_range(ratios)}; CPU {median_range(cpu)}x)",
+                     statistics.median(ratios) >= 1.0))
     if not args.no_update:
         update_results("Tokenizer, cold whole process", table + "\n\n" + notes,
                        command="python benchmarks/bench_tokenize_cold.py" + (" --pasero-src DIR" if args.pasero_src

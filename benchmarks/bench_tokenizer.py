@@ -143,6 +143,9 @@ def main() -> None:
 
     ours = PaseroBPE.from_file(BPE_MODEL / "bpecodes")
     ours_median = encode_row("pasero-hf PaseroBPE", lambda: [ours.tokenize(line) for line in lines])
+    blocks = PaseroBPE.from_file(BPE_MODEL / "bpecodes")
+    encode_row("pasero-hf PaseroBPE.tokenize_to_strings", lambda: blocks.tokenize_to_strings(lines),
+               note="pasero-tokenize's path: one output line per input line")
     with_vocab = PaseroBPE.from_file(BPE_MODEL / "bpecodes", vocabulary=load_vocabulary(BPE_MODEL / "dict.txt"))
     encode_row("pasero-hf PaseroBPE + dict as vocabulary", lambda: [with_vocab.tokenize(line) for line in lines])
 

@@ -1,11 +1,11 @@
 """Pasero's inline-casing BPE tokenizer: apply (`PaseroBPE`), train (`train_bpe`), dictionaries, and the
 `transformers` tokenizer `PaseroTokenizer`.
 
-Importing this package does not import torch or transformers; `PaseroTokenizer` is loaded on first access.
+Importing this package does not import torch or transformers; `PaseroTokenizer` and the trainer (`train_bpe`,
+`TrainingResult`, which pull in multiprocessing) are loaded on first access, so `pasero-tokenize` starts fast.
 """
 
 from .bpe import BPEOptions, PaseroBPE, read_bpecodes
-from .bpe_training import TrainingResult, train_bpe
 from .dictionary import (
     CoverageReport,
     Dictionary,
@@ -38,4 +38,8 @@ def __getattr__(name: str):
         from .tokenization_pasero import PaseroTokenizer
 
         return PaseroTokenizer
+    if name in ("TrainingResult", "train_bpe"):
+        from . import bpe_training
+
+        return getattr(bpe_training, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

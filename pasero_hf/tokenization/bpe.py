@@ -3,14 +3,18 @@
 A `bpecodes` file starts with an optional JSON header line (`# {"inline_case": true, "nfkc": false,
 "protect_regex": null, "tokenization": 2}`) followed by one merge per line (`left right`, highest priority first).
 
-Only the standard library and `regex` are used: this module travels with remote-code tokenizers.
+Only the standard library and `regex` are needed: this module travels with remote-code tokenizers. When
+`tokenizers` is installed, its Rust BPE model merges new words once a run has seen enough of them (see
+`_rust_engine`); its segmentations are the same, and any word it cannot reproduce falls back to the Python merges.
 """
 
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import regex
 
@@ -32,8 +36,17 @@ from .inline_casing import (
 
 Merge = tuple[str, str]
 
+# Characters that make a line leave `tokenize_to_strings`' fast path: '<' may start a reserved token, the others
+# are reserved symbols, and \x1c-\x1f are whitespace to str.split() but not to the word pattern.
+_RESERVED = re.compile(f"[<{WORD_BOUNDARY}{PROTECT_CHAR}{MASK_CHAR}{PLACEHOLDER_CHAR}\x1c-\x1f]")
+
 # Above this many distinct words the word cache is emptied: memory stays bounded on endless streams.
 _MAX_CACHE_SIZE = 2**20
+# Rank of a pair that has no merge: above every real rank.
+_NO_MERGE = 2**62
+# New words merged in Python before the Rust engine is built (its import and set-up cost ~50 ms: worth it only for
+# big inputs, e.g. a cold `pasero-tokenize` run over a corpus).
+_RUST_ENGINE_AFTER = 2000
 
 
 @dataclass
@@ -142,6 +155,15 @@ class PaseroBPE:
         self._cache: dict[str, tuple[str, list[str]]] = {}
         # Words recur across chunks ("God", "God," and "God." share "▁God"): a cold run encodes each word once.
         self._word_cache: dict[str, str] = {}
+        self._joined_caches: dict[str | None, _JoinedChunkCache] = {}
+        self._merged_in_python = 0
+        self._engine = None  # `tokenizers` BPE model, built after _RUST_ENGINE_AFTER new words (False: unusable)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_engine"] = None  # rebuilt after as many new words again
+        state["_merged_in_python"] = 0
+        return state
 
     @classmethod
     def from_file(
@@ -213,6 +235,33 @@ class PaseroBPE:
             tokens = [token if token in self.vocabulary else unk.replace("{token}", token) for token in tokens]
         return tokens
 
+    def tokenize_to_strings(self, lines: Sequence[str], unk: str | None = None) -> list[str]:
+        """`" ".join(self.tokenize(line, unk))` for each line, faster: what `pasero-tokenize` writes.
+
+        A line without reserved characters (`<`, `▁`, protection, mask and placeholder characters, or the
+        separators only str.split() treats as space) is its chunks' cached encodings joined by spaces, so a line
+        costs one split, one dict look-up per chunk and one join; any other line, or any line when NFKC or a
+        protect regex is set, goes through `tokenize`.
+        """
+        if self.options.nfkc or self._protect is not None:
+            return [" ".join(self.tokenize(line, unk=unk)) for line in lines]
+        get = self._joined_cache(unk).__getitem__
+        join = " ".join
+        if _RESERVED.search("\n".join(lines)) is None:
+            return [_drop_lone_boundary(join(map(get, line.split()))) for line in lines]
+        reserved = _RESERVED.search
+        return [_drop_lone_boundary(join(map(get, line.split()))) if reserved(line) is None
+                else join(self.tokenize(line, unk=unk)) for line in lines]
+
+    def _joined_cache(self, unk: str | None) -> "_JoinedChunkCache":
+        """The cache of joined chunk encodings `tokenize_to_strings` uses with `unk`."""
+        if self.vocabulary is None:
+            unk = None
+        cache = self._joined_caches.get(unk)
+        if cache is None:
+            cache = self._joined_caches[unk] = _JoinedChunkCache(self, unk)
+        return cache
+
     @staticmethod
     def _restore_placeholders(pieces: list[str], leading: bool, trailing: bool, protected: list[str]) -> list[str]:
         """Tokens of a line whose protected spans, masks and placeholders stood in as single characters."""
@@ -260,6 +309,8 @@ class PaseroBPE:
         if not self.options.inline_case:
             return " ".join(self.encode_word(word))
         subwords = self.encode_word(word.lower())
+        if word.islower():  # no span of it is upper or title case: no case tokens (most words)
+            return " ".join(subwords)
         # The case of each subword is read from the same character span of the original word (lowercasing can
         # change the length, e.g. 'İ': Pasero reads the shifted span too).
         out = []
@@ -275,36 +326,50 @@ class PaseroBPE:
 
     def encode_word(self, word: str) -> list[str]:
         """Apply the merges to one (already lowercased) word, then split pieces outside the vocabulary."""
-        symbols = list(word)
-        ranks = self._ranks
-        while len(symbols) > 1:
-            best_rank = None
-            best_pair = None
-            for pair in zip(symbols, symbols[1:]):
-                rank = ranks.get(pair)
-                if rank is not None and (best_rank is None or rank < best_rank):
-                    best_rank = rank
-                    best_pair = pair
-            if best_pair is None:
-                break
-            left, right = best_pair
-            merged = []
-            i = 0
-            n = len(symbols)
-            while i < n:
-                if i + 1 < n and symbols[i] == left and symbols[i + 1] == right:
-                    merged.append(left + right)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            symbols = merged
+        if self._engine:
+            symbols = [token.value for token in self._engine.tokenize(word)]
+            if "".join(symbols) != word:  # a character outside the merges was dropped: Python merges it
+                symbols = list(word)
+                self._apply_merges(symbols)
+        else:
+            symbols = list(word)
+            if len(symbols) > 1:
+                self._apply_merges(symbols)
+                self._merged_in_python += 1
+                if self._merged_in_python == _RUST_ENGINE_AFTER and self._engine is None:
+                    self._engine = _rust_engine(self._ranks) or False
         if self.vocabulary is None:
             return symbols
         out: list[str] = []
         for symbol in symbols:
             self._split_unknown(symbol, out)
         return out
+
+    def _apply_merges(self, symbols: list[str]) -> None:
+        """Merge `symbols` in place, as Pasero does: take the best-ranked adjacent pair, merge all its occurrences
+        from left to right, repeat until no pair has a merge.
+
+        Each adjacent pair's rank is kept in a list updated around each merge (only the two neighbouring pairs
+        change), so a merge costs a few list operations instead of a rescan and rebuild of the whole word. All
+        occurrences of a pair are merged before the next minimum is taken, even when a new pair outranks it: the
+        order of the original algorithm, whatever the merge table.
+        """
+        get = self._ranks.get
+        ranks = list(map(get, zip(symbols, symbols[1:]), repeat(_NO_MERGE, len(symbols) - 1)))
+        while ranks:
+            rank = min(ranks)
+            if rank == _NO_MERGE:
+                break
+            while rank in ranks:  # the leftmost remaining occurrence; an overlapping one was overwritten
+                i = ranks.index(rank)
+                merged = symbols[i] + symbols[i + 1]
+                symbols[i] = merged
+                del symbols[i + 1]
+                del ranks[i]
+                if i:
+                    ranks[i - 1] = get((symbols[i - 1], merged), _NO_MERGE)
+                if i < len(ranks):
+                    ranks[i] = get((merged, symbols[i + 1]), _NO_MERGE)
 
     def _split_unknown(self, piece: str, out: list[str]) -> None:
         parts = self._parts.get(piece)
@@ -313,3 +378,62 @@ class PaseroBPE:
         else:
             self._split_unknown(parts[0], out)
             self._split_unknown(parts[1], out)
+
+
+def _rust_engine(ranks: dict[Merge, int]):
+    """A `tokenizers` BPE model that merges words exactly as `PaseroBPE._apply_merges`, or None.
+
+    It takes the best-ranked pair one occurrence at a time (leftmost first), while Pasero merges all occurrences of
+    the best pair before looking again. The two agree when no pair that a merge creates can outrank that merge, i.e.
+    when every merge comes after all the merges that produce its parts (always true of learned tables: a part must
+    exist before it is merged). Other tables, or no `tokenizers`, give None: the Python merges stay.
+    """
+    try:
+        from tokenizers.models import BPE
+    except ImportError:
+        return None
+    merges = sorted(ranks, key=ranks.__getitem__)
+    last_producer: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        last_producer[left + right] = rank
+    vocab: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        if last_producer.get(left, -1) >= rank or last_producer.get(right, -1) >= rank:
+            return None
+        for piece in (left, right, left + right):
+            vocab.setdefault(piece, len(vocab))
+    try:
+        return BPE(vocab, merges)
+    except Exception:  # a table the Rust model refuses: the Python merges stay
+        return None
+
+
+def _drop_lone_boundary(text: str) -> str:
+    """A line's first subword can be a lone boundary (a word whose first letter has no merge with it): `tokenize`
+    drops it."""
+    if text[:1] != WORD_BOUNDARY:
+        return text
+    return text[2:] if text[:2] == WORD_BOUNDARY + " " else "" if text == WORD_BOUNDARY else text
+
+
+class _JoinedChunkCache(dict):
+    """Whitespace-free chunk -> its tokens joined by spaces (unknown tokens replaced by `unk`), filled on look-up."""
+
+    def __init__(self, bpe: PaseroBPE, unk: str | None):
+        super().__init__()
+        self.bpe = bpe
+        self.unk = unk
+        self.added: list[tuple[str, str]] | None = None  # when a list: new entries are also appended to it
+
+    def __missing__(self, chunk: str) -> str:
+        encoded = self.bpe._encode_chunk(chunk)
+        if self.unk is not None:
+            vocabulary, unk = self.bpe.vocabulary, self.unk
+            encoded = " ".join(token if token in vocabulary else unk.replace("{token}", token)
+                               for token in encoded.split())
+        if len(self) >= _MAX_CACHE_SIZE:
+            self.clear()
+        self[chunk] = encoded
+        if self.added is not None:
+            self.added.append((chunk, encoded))
+        return encoded

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from .bpe import BPEOptions, PaseroBPE
-from .bpe_training import train_bpe
 from .dictionary import (
     build_dictionary,
     check_vocabulary_coverage,
@@ -52,33 +51,67 @@ def _open_streams(input_path: str | None, output_path: str | None) -> Iterator[t
                 os.remove(tmp_path)
 
 
-def _lines(infile: TextIO, progress: bool, errors: str = "strict", name: str = "<stdin>") -> Iterator[str]:
-    """Input lines without their line break; a tqdm bar on stderr when `progress`.
+def _line_blocks(infile: TextIO, progress: bool, errors: str = "strict", name: str = "<stdin>",
+                 size: int = 1 << 16) -> Iterator[list[str]]:
+    """Input lines without their line break, in blocks of about `size` characters; a tqdm bar on stderr when
+    `progress`.
 
     Lines are decoded with `surrogateescape`; with `errors="strict"`, the first line that is not UTF-8 text (or holds
     NUL bytes: binary or compressed input) stops with its file and line number; "replace" writes U+FFFD for
-    undecodable bytes; "surrogateescape" passes them through unchanged.
+    undecodable bytes; "surrogateescape" passes them through unchanged. A block is read, checked and split at once:
+    no per-line work in Python (from a terminal, a block is one line).
     """
+    if infile.isatty():  # typed lines: each is answered at once
+        size = 1
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        infile = tqdm(infile, unit=" lines", file=sys.stderr, mininterval=1.0)
-    for number, line in enumerate(infile, 1):
+        bar = tqdm(unit=" lines", file=sys.stderr, mininterval=1.0)
+    done = 0  # lines before this block
+    while True:
+        text = "".join(infile.readlines(size))
+        if not text:
+            break
         if errors != "surrogateescape":
-            try:
-                line.encode("utf-8")
-                binary = "\0" in line
-            except UnicodeEncodeError as error:
-                if errors == "replace":
-                    line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                    binary = False
-                else:
-                    byte = ord(line[error.start]) - 0xDC00
-                    raise SystemExit(f"error: {name}:{number}: not UTF-8 text (byte 0x{byte:02x}); binary or "
-                                     "compressed input? (--errors replace writes U+FFFD instead)") from None
-            if binary and errors == "strict":
-                raise SystemExit(f"error: {name}:{number}: binary data (NUL byte); binary or compressed input?")
-        yield line.rstrip("\n")
+            text = _checked_text(text, errors, name, done)
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        done += len(lines)
+        if bar is not None:
+            bar.update(len(lines))
+        yield lines
+    if bar is not None:
+        bar.close()
+
+
+def _checked_text(text: str, errors: str, name: str, done: int) -> str:
+    """`text` (whole lines after `done` earlier ones) with undecodable bytes replaced (errors="replace"), or a
+    `SystemExit` naming the first line that is not UTF-8 text or holds a NUL byte (errors="strict")."""
+    try:
+        text.encode("utf-8")
+        bad = None
+    except UnicodeEncodeError as error:
+        if errors == "replace":
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        bad = error.start
+    nul = text.find("\0") if errors == "strict" else -1
+    if bad is None and nul == -1:
+        return text
+    bad_line = None if bad is None else text.count("\n", 0, bad)
+    nul_line = None if nul == -1 else text.count("\n", 0, nul)
+    if bad_line is not None and (nul_line is None or bad_line <= nul_line):
+        byte = ord(text[bad]) - 0xDC00
+        raise SystemExit(f"error: {name}:{done + bad_line + 1}: not UTF-8 text (byte 0x{byte:02x}); binary or "
+                         "compressed input? (--errors replace writes U+FFFD instead)")
+    raise SystemExit(f"error: {name}:{done + nul_line + 1}: binary data (NUL byte); binary or compressed input?")
+
+
+def _lines(infile: TextIO, progress: bool, errors: str = "strict", name: str = "<stdin>") -> Iterator[str]:
+    """Input lines without their line break, one by one (see `_line_blocks`)."""
+    for lines in _line_blocks(infile, progress, errors, name):
+        yield from lines
 
 
 def _add_io_args(parser: argparse.ArgumentParser) -> None:
@@ -109,8 +142,8 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-t", "--threshold", type=int, help="only keep vocabulary entries with at least this count")
     parser.add_argument("--unk", help="replace tokens outside the vocabulary with this ('{token}' = the token)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="processes tokenizing blocks of lines in parallel, output in input order (default: 1; "
-                             "worth it for big files)")
+                        help="processes tokenizing blocks of lines in parallel, sharing the words they encode; output "
+                             "identical and in input order (default: 1; worth it for big files)")
     args = parser.parse_args(argv)
     if args.threshold is not None and not args.vocabulary:
         parser.error("--threshold needs --vocabulary")
@@ -124,44 +157,21 @@ def tokenize_main(argv: Sequence[str] | None = None) -> None:
 
     def run() -> None:
         with _open_streams(args.input, args.output) as (infile, outfile):
-            lines = _lines(infile, args.progress, args.errors, args.input or "<stdin>")
+            blocks = _line_blocks(infile, args.progress, args.errors, args.input or "<stdin>")
             if args.threads == 1:
-                for line in lines:
-                    outfile.write(" ".join(bpe.tokenize(line, unk=args.unk)) + "\n")
+                for lines in blocks:
+                    outfile.write(_joined(bpe.tokenize_to_strings(lines, unk=args.unk)))
                 return
-            import multiprocessing
+            from .parallel import tokenize_in_processes
 
-            # each process keeps its own word cache; blocks come back in input order
-            with multiprocessing.Pool(args.threads, _init_worker, (bpe, args.unk)) as pool:
-                for block in pool.imap(_tokenize_block, _blocks(lines, _BLOCK_LINES)):
-                    outfile.write(block)
+            for lines in tokenize_in_processes(bpe, blocks, args.threads, unk=args.unk):
+                outfile.write(_joined(lines))
 
     _run_streaming(run)
 
 
-_BLOCK_LINES = 2000
-_worker: tuple[PaseroBPE, str | None] | None = None
-
-
-def _blocks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    block = []
-    for line in lines:
-        block.append(line)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block
-
-
-def _init_worker(bpe: PaseroBPE, unk: str | None) -> None:
-    global _worker
-    _worker = (bpe, unk)
-
-
-def _tokenize_block(lines: list[str]) -> str:
-    bpe, unk = _worker
-    return "".join(" ".join(bpe.tokenize(line, unk=unk)) + "\n" for line in lines)
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def detokenize_main(argv: Sequence[str] | None = None) -> None:
@@ -277,6 +287,8 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> None:
     for path in args.inputs:
         if not os.path.isfile(path):
             parser.error(f"input file not found: {path}")
+
+    from .bpe_training import train_bpe
 
     options = BPEOptions(
         inline_case=args.inline_case, nfkc=args.nfkc, protect_regex=args.protect_regex, tokenization=args.tokenization

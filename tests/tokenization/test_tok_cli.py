@@ -51,8 +51,9 @@ def test_tokenize_files_and_detokenize(tmp_path, edge_dir, models_dir, read_line
 
 
 def test_tokenize_threads_give_the_same_lines_in_order(bible_dir, models_dir, read_lines, tmp_path):
-    """--threads N splits the input into blocks tokenized in parallel: the output is the single-process one, in
-    input order (5,000 lines: several blocks, with empty lines and a vocabulary)."""
+    """--threads N splits the input into blocks tokenized in parallel, the workers passing each other the words
+    they encoded: the output is the single-process one, in input order (5,000 lines: about ten 64 KB blocks, two in
+    flight per worker, with empty lines and a vocabulary)."""
     source = read_lines(bible_dir / "train.en")[:4000] + read_lines(bible_dir / "train.es")[:1000]
     source[2500] = ""
     (tmp_path / "in.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
@@ -185,3 +186,24 @@ def test_build_tokenizer_refuses_compressed_input_with_file_and_line(tmp_path):
                              "-d", str(tmp_path / "dict.txt"), "-s", "10"], capture_output=True, text=True)
     assert result.returncode == 1 and f"error: {xz}:1: not UTF-8 text (byte 0xfd)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "bpecodes").exists()
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_bad_line_after_many_blocks_names_its_line_and_writes_nothing(bible_dir, models_dir, read_lines, tmp_path,
+                                                                      threads):
+    """Input is read and checked in blocks: a bad byte or NUL deep in a file still names its own line (the earlier of
+    the two when a block holds both), the worker processes stop, and no output file is left."""
+    lines = [line.encode("utf-8") for line in read_lines(bible_dir / "train.en")[:3000]]
+    bad = tmp_path / "bad.txt"
+    for number, damaged, message in ((2001, b"caf\xe9", "not UTF-8 text (byte 0xe9)"),
+                                     (2500, b"a\0b", "binary data (NUL byte)")):
+        content = lines[:number - 1] + [damaged] + lines[number - 1:]
+        if number == 2001:  # a NUL later in the same block comes second
+            content[number + 5] = b"x\0y"
+        bad.write_bytes(b"\n".join(content) + b"\n")
+        result = subprocess.run([str(BIN / "pasero-tokenize"), str(models_dir / "bible-en-es-8k" / "bpecodes"), "-i",
+                                 str(bad), "-o", str(tmp_path / "out"), "--threads", threads],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and f"{bad}:{number}: {message}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.txt"]

@@ -8,36 +8,46 @@ from pathlib import Path
 
 import pytest
 
-from pasero_hf.tokenization import detokenize
+from pasero_hf.tokenization import PaseroBPE, detokenize, load_vocabulary
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "pasero-models"
 MODELS = sorted(path.parent.name for path in MODELS_DIR.glob("*/bpecodes"))
 
 
+def tokenized_lines(bpe: PaseroBPE, lines: list[str], api: str) -> list[str]:
+    """What `pasero-tokenize` writes (block API, cold caches) or the joined tokens of `tokenize`, line by line."""
+    if api == "tokenize_to_strings":
+        return bpe.tokenize_to_strings(lines)
+    return [" ".join(bpe.tokenize(line)) for line in lines]
+
+
+@pytest.mark.parametrize("api", ["tokenize", "tokenize_to_strings"])
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("split", ["valid", "test"])
 @pytest.mark.parametrize("lang", ["en", "es"])
-def test_bible_references(model, split, lang, bible_dir, models_dir, load_bpe, read_lines):
+def test_bible_references(model, split, lang, api, bible_dir, models_dir, load_bpe, read_lines):
     source = read_lines(bible_dir / f"{split}.{lang}")
     reference = read_lines(models_dir / "reference" / f"{model}.{split}.{lang}.tok")
     assert len(source) == len(reference)
-    bpe = load_bpe(model)
+    bpe = load_bpe(model) if api == "tokenize" else PaseroBPE.from_file(models_dir / model / "bpecodes")
     mismatches = [
         (number, expected)
-        for number, (line, expected) in enumerate(zip(source, reference), 1)
-        if " ".join(bpe.tokenize(line)) != expected
+        for number, (output, expected) in enumerate(zip(tokenized_lines(bpe, source, api), reference), 1)
+        if output != expected
     ]
     assert not mismatches, f"{len(mismatches)} lines differ, first: line {mismatches[0][0]}"
 
 
+@pytest.mark.parametrize("api", ["tokenize", "tokenize_to_strings"])
 @pytest.mark.parametrize("model", MODELS)
-def test_edge_cases(model, edge_dir, load_bpe, read_lines):
-    """Mixed case, İ/ß/ẞ, full-width, emoji, protected tags, reserved symbols, odd whitespace, NFKC."""
+def test_edge_cases(model, api, edge_dir, models_dir, load_bpe, read_lines):
+    """Mixed case, İ/ß/ẞ, full-width, emoji, protected tags, reserved symbols, odd whitespace, NFKC (the block API
+    takes its per-line path for lines with reserved characters, and for whole models with NFKC or protection)."""
     source = read_lines(edge_dir / "edge.txt")
     reference = read_lines(edge_dir / f"edge.{model}.tok")
-    bpe = load_bpe(model)
-    for line, expected in zip(source, reference, strict=True):
-        assert " ".join(bpe.tokenize(line)) == expected, repr(line)
+    bpe = load_bpe(model) if api == "tokenize" else PaseroBPE.from_file(models_dir / model / "bpecodes")
+    for line, output, expected in zip(source, tokenized_lines(bpe, source, api), reference, strict=True):
+        assert output == expected, repr(line)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -60,6 +70,44 @@ def test_dictionary_as_vocabulary_splits_like_pasero_decode(bible_dir, edge_dir,
     edge_reference = read_lines(edge_dir / "edge.bible-en-es-8k.vocab.tok")
     for line, expected in zip(read_lines(edge_dir / "edge.txt"), edge_reference, strict=True):
         assert " ".join(bpe.tokenize(line)) == expected
+
+
+def test_block_api_with_vocabulary_and_unk_matches_tokenize(bible_dir, edge_dir, models_dir, read_lines):
+    """`tokenize_to_strings` (what pasero-tokenize --vocabulary [--unk] writes), cold, equals `tokenize` line by
+    line: split-back into the dictionary and unknown-token replacement, on Bible lines and the edge cases."""
+    model = models_dir / "bible-en-es-8k"
+    vocabulary = load_vocabulary(model / "dict.txt")
+    # 'Uthai' starts with a lone '▁' subword ('▁u' has no merge), dropped at the start of a line only
+    crafted = ["Héllo 😀 wörld ▁ 😀", "😀", "Uthai", "Uthai the son", "the son Uthai", "<T>Uthai", "▁ Uthai", "\x1cUthai"]
+    lines = read_lines(bible_dir / "test.en") + read_lines(edge_dir / "edge.txt") + crafted
+    reference = PaseroBPE.from_file(model / "bpecodes", vocabulary=vocabulary)
+    for unk in (None, "<unk>", "<unk:{token}>"):
+        bpe = PaseroBPE.from_file(model / "bpecodes", vocabulary=vocabulary)
+        expected = [" ".join(reference.tokenize(line, unk=unk)) for line in lines]
+        assert bpe.tokenize_to_strings(lines, unk=unk) == expected
+        assert bpe.tokenize_to_strings(lines, unk=unk) == expected  # warm
+    assert "<unk:😀>" in bpe.tokenize_to_strings(["😀"], unk="<unk:{token}>")[0]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_rust_engine_segments_like_the_python_merges(model, bible_dir, edge_dir, models_dir, read_lines):
+    """Big cold runs merge new words with `tokenizers`' BPE model: every real model's table qualifies, and the
+    tokens are the Python merges' (the original's), for Bible text and the edge cases (characters outside the merges,
+    which the Rust model would drop, fall back to Python); a table where the two orders could differ gets no engine."""
+    from pasero_hf.tokenization.bpe import _RUST_ENGINE_AFTER, _rust_engine
+
+    lines = read_lines(bible_dir / "test.es") + read_lines(bible_dir / "valid.en") + read_lines(edge_dir / "edge.txt")
+    python = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    python._engine = False
+    rust = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    rust._engine = _rust_engine(rust._ranks)
+    assert rust._engine is not None
+    assert rust.tokenize_to_strings(lines) == python.tokenize_to_strings(lines)
+    # it is built by itself once enough new words were merged in Python (these lines have enough)
+    auto = PaseroBPE.from_file(models_dir / model / "bpecodes")
+    assert auto.tokenize_to_strings(lines) == python.tokenize_to_strings(lines)
+    assert auto._engine and auto._merged_in_python == _RUST_ENGINE_AFTER
+    assert _rust_engine({("ab", "c"): 0, ("a", "b"): 1}) is None
 
 
 def test_unk_replacement(load_bpe):

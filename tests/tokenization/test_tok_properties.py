@@ -7,7 +7,7 @@ Pasero drops (they split tokens like whitespace but are not turned into word bou
 """
 
 import regex
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 RESERVED = ("▁", "╳", "⧈", "⧇", "<T>", "<U>", "<mask>", "<PHL>", "\x1c", "\x1d", "\x1e", "\x1f")
@@ -55,3 +55,59 @@ def test_detokenize_inverts_tokenize(load_bpe, text):
 
     for model in ("bible-en-es-8k", "TED-de-en"):
         assert detokenize(load_bpe(model).tokenize(text)) == normalize_whitespace(text)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(st.one_of(ANY_TEXT, WORDY_TEXT), max_size=4))
+def test_block_api_matches_tokenize(load_bpe, lines):
+    """`tokenize_to_strings` (pasero-tokenize's path: fast per-chunk joins for plain lines) writes exactly the
+    joined tokens of `tokenize`, whatever the text (lines are split at line breaks first, as a file would be)."""
+    lines = [part for line in lines for part in line.split("\n")]
+    for model in ("bible-en-es-8k", "TED-top20"):
+        bpe = load_bpe(model)
+        assert bpe.tokenize_to_strings(lines) == [" ".join(bpe.tokenize(line)) for line in lines]
+
+
+@settings(max_examples=300, deadline=None)
+@example(merges=[("ab", "a"), ("a", "b")], words=["ababa"])  # the new pair 'ab a' outranks the 'a b' left to merge
+@example(merges=[("a", "a")], words=["aaaaa"])  # overlapping occurrences: left to right
+@example(merges=[("a", "b"), ("ab", "a"), ("b", "c")], words=["ababa", "abcab"])  # a learned-like table: Rust
+@given(merges=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "ab", "ba", "bc", "aa", "abc", "cab"]),
+                                 st.sampled_from(["a", "b", "c", "ab", "bc", "cc", "ca"])), max_size=12),
+       words=st.lists(st.text(alphabet="abc", min_size=1, max_size=16), max_size=10))
+def test_merges_follow_the_original_order_for_any_table(merges, words):
+    """Incremental merging, and the Rust engine where it is used, give the original algorithm's result (best-ranked
+    pair, all its occurrences left to right, repeat), even for tables where a merge outranks the merges that make its
+    parts, or a pair is listed twice."""
+    from pasero_hf.tokenization import PaseroBPE
+
+    def original(word: str) -> list[str]:
+        ranks = {}
+        for rank, pair in enumerate(merges):
+            ranks.setdefault(pair, rank)
+        symbols = list(word)
+        while len(symbols) > 1:
+            candidates = [pair for pair in zip(symbols, symbols[1:]) if pair in ranks]
+            if not candidates:
+                break
+            left, right = min(candidates, key=ranks.__getitem__)
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and symbols[i] == left and symbols[i + 1] == right:
+                    merged.append(left + right)
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            symbols = merged
+        return symbols
+
+    from pasero_hf.tokenization.bpe import _rust_engine
+
+    python = PaseroBPE(merges)
+    python._engine = False
+    rust = PaseroBPE(merges)
+    rust._engine = _rust_engine(rust._ranks)  # None where the table's order could make it differ
+    for word in words:
+        assert python.encode_word(word) == original(word), word
+        assert rust.encode_word(word) == original(word), word
