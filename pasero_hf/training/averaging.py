@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from pasero_hf.tokenization.file_utils import atomic_directory
 from pasero_hf.training import checkpoints
@@ -25,12 +25,9 @@ _STATE_FILES = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
+    state = checkpoints.read_weights(directory)
+    if not state:
         raise FileNotFoundError(f"{directory}: no .safetensors weights")
-    state: dict[str, torch.Tensor] = {}
-    for path in files:
-        state.update(load_file(str(path)))
     return state
 
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pasero_hf.data.config_parsing import ConfigError
 from pasero_hf.tokenization.file_utils import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,27 @@ logger = logging.getLogger(__name__)
 COMPLETE_MARKER = "checkpoint_complete.json"
 DATA_STATE = "data_state.json"
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
+
+
+def read_weights(path: Path, pattern: str = "*.safetensors") -> dict[str, Any]:
+    """The tensors of weights file `path`, or of every file matching `pattern` in directory `path` ({} when none
+    matches). `.bin` files load with `weights_only=True`."""
+    from transformers.modeling_utils import load_state_dict
+
+    files = sorted(path.glob(pattern)) if path.is_dir() else [path]
+    state: dict[str, Any] = {}
+    for file in files:
+        state.update(load_state_dict(str(file)))
+    return state
+
+
+def check_loaded(result, ckpt: Path, option: str, allowed_missing: set[str]) -> None:
+    """Fail when `load_state_dict(strict=False)`'s `result` has unexpected keys or missing keys outside
+    `allowed_missing`."""
+    missing = [key for key in result.missing_keys if key not in allowed_missing]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f"{option}: {ckpt} does not match the model: missing {missing[:5]}, unexpected "
+                          f"{result.unexpected_keys[:5]}")
 
 
 def checkpoint_step(path: Path) -> int | None:

@@ -193,20 +193,13 @@ def start_run(config: TrainingConfig) -> RunSetup:
 
 def load_initial_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Weights of checkpoint directory `ckpt` (weights only); only adapter weights may be missing from it."""
-    from transformers.modeling_utils import load_state_dict
-
-    files = sorted(ckpt.glob("*.safetensors")) if ckpt.is_dir() else [ckpt]
-    if not files:
+    state = checkpoints.read_weights(ckpt)
+    if not state:
         raise ConfigError(f"ckpt: no .safetensors weights in {ckpt}")
-    state: dict[str, torch.Tensor] = {}
-    for path in files:
-        state.update(load_state_dict(str(path)))
     result = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    missing = [k for k in result.missing_keys if "adapters" not in k.split(".") and k not in tied]
-    if missing or result.unexpected_keys:
-        raise ConfigError(f"ckpt: {ckpt} does not match the model: missing {missing[:5]}, unexpected "
-                          f"{result.unexpected_keys[:5]}")
+    adapters = {key for key in result.missing_keys if "adapters" in key.split(".")}
+    checkpoints.check_loaded(result, ckpt, "ckpt", adapters | tied)
     logger.info("initialized the weights from %s", ckpt)
 
 
@@ -214,31 +207,22 @@ def load_resume_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Weights of resume checkpoint `ckpt` as the run saved them, without its optimizer, schedule or step
     (`--reset-optimizer`): the whole model, its trainable weights alone (adapters on a frozen base: the frozen
     weights come from --ckpt or the pretrained model, already loaded), or a LoRA run's PEFT adapter."""
-    from safetensors.torch import load_file
-
-    lora = ckpt / "adapter_model.safetensors"
     if hasattr(model, "peft_config"):
-        if not lora.is_file():
+        state = checkpoints.read_weights(ckpt, "adapter_model.safetensors")
+        if not state:
             raise ConfigError(f"--reset-optimizer: {ckpt} holds no adapter_model.safetensors for this LoRA run")
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, load_file(str(lora)))
-        trained = [k for k, p in model.named_parameters() if p.requires_grad]
-        missing = [k for k in result.missing_keys if k in trained]
+        result = set_peft_model_state_dict(model, state)
     else:
-        files = sorted(ckpt.glob("model*.safetensors"))
-        if not files:
+        state = checkpoints.read_weights(ckpt, "model*.safetensors")
+        if not state:
             raise ConfigError(f"--reset-optimizer: no model weights (model*.safetensors) in {ckpt}")
-        state: dict[str, torch.Tensor] = {}
-        for path in files:
-            state.update(load_file(str(path)))
         result = model.load_state_dict(state, strict=False)
-        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-        frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
-        missing = [k for k in result.missing_keys if k not in frozen and k not in tied]
-    if missing or result.unexpected_keys:
-        raise ConfigError(f"--reset-optimizer: {ckpt} does not match the model: missing {missing[:5]}, unexpected "
-                          f"{result.unexpected_keys[:5]}")
+    # adapter and LoRA runs do not save the frozen weights (tied copies included); tied ones are saved once
+    frozen = {key for key, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+    checkpoints.check_loaded(result, ckpt, "--reset-optimizer", frozen | tied)
     logger.info("loaded the weights of %s (new optimizer, schedule and step)", ckpt)
 
 
