@@ -147,6 +147,26 @@ def test_forward_matches_an_independent_reference(tiny_pasero):
     assert torch.allclose(actual, expected, atol=1e-5)
 
 
+def test_decoder_causality_without_a_mask_matches_the_explicit_mask(tiny_pasero):
+    """Training passes no decoder mask: SDPA applies causality itself (`is_causal`). Asking for attention weights
+    switches to eager attention with an explicit causal mask: both give the same logits, and no position sees a later
+    one."""
+    model = tiny_pasero()
+    source = torch.tensor([[5, 9, 13, 2], [7, 8, 30, 2]])
+    target = torch.tensor([[2, 11, 12, 14, 15], [2, 20, 21, 22, 23]])
+    with torch.no_grad():
+        fast = model(input_ids=source, decoder_input_ids=target).logits
+        explicit = model(input_ids=source, decoder_input_ids=target, output_attentions=True)
+        changed_future = target.clone()
+        changed_future[:, 3:] = 25
+        prefix = model(input_ids=source, decoder_input_ids=changed_future).logits
+    assert torch.allclose(fast, explicit.logits, atol=1e-5)
+    for weights in explicit.decoder_attentions:
+        assert torch.all(weights.triu(diagonal=1) == 0)
+    assert torch.allclose(fast[:, :3], prefix[:, :3], atol=1e-6)
+    assert not torch.allclose(fast[:, 3:], prefix[:, 3:], atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "variant",
     [
@@ -210,7 +230,8 @@ def test_tensor_parallel_shards_recombine_to_the_full_layer(tiny_pasero):
         full, _ = attention(x)
         partial_sum = 0
         for shard in range(2):
-            shard_attention = type(attention)(model.config, model.config.decoder_attention_heads, 0)
+            shard_attention = type(attention)(model.config, model.config.decoder_attention_heads, 0,
+                                              is_causal=attention.is_causal)
             rows = slice(shard * 8, (shard + 1) * 8)
             for name in ("q_proj", "k_proj", "v_proj"):
                 source, target = getattr(attention, name), getattr(shard_attention, name)

@@ -118,7 +118,8 @@ def test_kill_9_then_rerun_resumes_exactly_from_the_last_checkpoint(straight, tm
     config, straight_dir = straight
     model_dir = tmp_path / "model"
     argv = ["-c", str(config), "--model-dir", str(model_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the same thread count as this process's runs: reductions split over threads round differently
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen([sys.executable, str(REPO / "recipes" / "train_mt.py"), *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:

@@ -30,6 +30,38 @@ def test_label_smoothed_loss_matches_definition():
     assert torch.allclose(nll, expected_nll) and torch.allclose(loss, expected)
 
 
+def _composite_loss(logits, labels, eps):
+    """The loss written with autograd's own operations (the reference for the hand-written backward)."""
+    keep = labels.reshape(-1) != -100
+    logp = logits.reshape(-1, logits.shape[-1]).float().log_softmax(-1)
+    nll = -logp.gather(1, labels.reshape(-1, 1).clamp(min=0)).squeeze(1)[keep].sum()
+    return (1 - eps) * nll - eps * logp.mean(-1)[keep].sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_label_smoothed_loss_gradient_matches_autograd(dtype, eps):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 50, dtype=dtype, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 4))
+    labels[0, 2:] = -100
+    loss, _, _ = label_smoothed_nll_sum(logits, labels, eps)
+    (0.7 * loss).backward()
+    ours, logits.grad = logits.grad, None
+    (0.7 * _composite_loss(logits, labels, eps)).backward()
+    assert ours.dtype == dtype
+    assert torch.allclose(ours.float(), logits.grad.float(), atol=1e-6 if dtype is torch.float32 else 1e-2)
+    assert torch.all(ours[0, 2:] == 0)  # padding positions get no gradient
+
+
+def test_label_smoothed_loss_refuses_a_second_backward():
+    logits = torch.randn(2, 5, requires_grad=True)
+    loss, _, _ = label_smoothed_nll_sum(logits, torch.tensor([1, 3]), 0.1)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()
+
+
 def test_inverse_sqrt_schedule_values():
     lr, warmup = 1e-3, 4
     values = [inverse_sqrt_factor(step, lr, warmup) * lr for step in (0, 1, 2, 4, 16, 64)]

@@ -105,7 +105,8 @@ class PaseroAttention(nn.Module):
     """Multi-head attention (self or cross). Head count is derived from the projection's local output size, so that
     tensor-parallel sharding of q/k/v (colwise) and out_proj (rowwise) works unchanged."""
 
-    def __init__(self, config: PaseroConfig, num_heads: int, layer_idx: int, is_cross_attention: bool = False):
+    def __init__(self, config: PaseroConfig, num_heads: int, layer_idx: int, is_cross_attention: bool = False,
+                 is_causal: bool = False):
         super().__init__()
         self.config = config
         embed_dim = config.embed_dim
@@ -114,7 +115,9 @@ class PaseroAttention(nn.Module):
         self.dropout = config.attention_dropout
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
-        self.is_causal = False  # causality is always in the mask (None only for one query position)
+        # Decoder self-attention: when the causal mask is skipped (no padding, no cached prefix), SDPA and flash
+        # attention apply causality themselves, skipping the masked blocks instead of reading a mask.
+        self.is_causal = is_causal
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias and config.attention_key_bias)
         self.v_proj = nn.Linear(embed_dim, embed_dim, bias=config.has_bias)
@@ -189,7 +192,8 @@ class _PaseroLayer(PaseroAdapterLayer, GradientCheckpointingLayer):
         embed_dim = config.embed_dim
         self.prenorm = getattr(config, f"{side}_prenorm")
         self.dropout = nn.Dropout(config.dropout if side == "encoder" else config.decoder_dropout)
-        self.self_attn = PaseroAttention(config, getattr(config, f"{side}_attention_heads"), layer_idx)
+        self.self_attn = PaseroAttention(config, getattr(config, f"{side}_attention_heads"), layer_idx,
+                                         is_causal=side == "decoder")
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=config.norm_eps)
         ffn_dim = getattr(config, f"{side}_ffn_dim")
         self.fc1 = nn.Linear(embed_dim, ffn_dim, bias=config.has_bias)
@@ -425,8 +429,9 @@ class PaseroDecoder(_PaseroStack):
                 f"{past_length + x.shape[1]} ({past_length} cached + {x.shape[1]} new)"
             )
         self_cache = cache.self_attention_cache if cache is not None else None
-        # one new position sees every cached one: incremental decoding needs no mask, the others get an explicit one
-        allow_skip = x.shape[1] == 1
+        # Without padding, a mask is needed only for attention weights (they switch the call to eager attention,
+        # which has no `is_causal`); SDPA gets `is_causal` instead, which skips the masked blocks (training).
+        allow_skip = x.shape[1] == 1 or not kwargs.get("output_attentions")
         self_mask = create_causal_mask(self.config, x, attention_mask, self_cache, allow_is_causal_skip=allow_skip)
         cross_mask = create_bidirectional_mask(self.config, x, encoder_attention_mask, encoder_hidden_states)
         for layer in self.layers:
