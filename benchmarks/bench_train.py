@@ -8,12 +8,14 @@
 
 Both models train in this process, alternately, on the same pre-built batches, so the ratio holds on a busy machine.
 With the original Pasero's source (`--pasero-src DIR` or `PASERO_SRC`, an extracted naver/pasero tree), both
-toolkits also train this model end to end, each as its users run it, in fresh processes that alternate: the original
+toolkits also train this model end to end, each as its users run it, in two fresh processes run in lockstep (one
+step of each in turn, never both at once): the original
 `pasero-train` (its data worker process, its trainer) against our `pasero-train` path (`prepare_trainer` of the
 recipe's config, our token stream and `PaseroSeq2SeqTrainer`), the same config (the original's
 `pasero-bible-en-es` training.yaml: 7.4M parameters, batches of 2048 tokens, label smoothing 0.1, clip norm 1.0,
 lr 1e-3 with 200 warm-up steps), the same Bible corpus and BPE, the same torch threads. Target tokens/s and CPU
 seconds per 1,000 target tokens (the process and its data workers) over the steps after the warm-up.
+Their training steps alone are also compared on the same batches, alternating in one process.
 
     python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--repeats 3] [--threads 1 2] [--pasero-src DIR]
 """
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import in_child, machine_info, markdown_table, median_range, peak_rss_mb, record_bars, update_results
+from common import Baton, in_child, machine_info, markdown_table, median_range, peak_rss_mb, record_bars, update_results
 from transformers import (
     M2M100Config,
     M2M100ForConditionalGeneration,
@@ -120,11 +122,14 @@ def run_m2m100(batches: list[dict], vocab_size: int, warmup: int) -> float:
 
 
 # The original `pasero-train`, run as its users run it, with a clock around its training steps: after each step,
-# the wall time, the CPU time of the process and its data workers, and the target tokens of the batches drawn so far
+# the time spent in steps so far (each step runs while this process holds the lockstep baton, and hands it to our
+# trainer afterwards), the CPU time of the process and its data workers, and the target tokens of the batches drawn so far
 # (the loss's targets: its `decoder_input` is BOS + target + EOS, and the target is that without the BOS; counting
 # the BOS too overstated the original's throughput by one token per line, 3% here). Written to a JSON file at the end.
 ORIGINAL_TRAIN = """
-import json, sys, time
+import json, os, sys, time
+sys.path.insert(0, os.environ['BENCH_DIR'])
+from common import Baton
 sys.path.insert(0, sys.argv[1])
 sys.path += sys.argv[6:]  # the original's own dependencies, after ours (which hold torch)
 import psutil
@@ -134,7 +139,8 @@ _init = schedulers.LRScheduler.__init__
 schedulers.LRScheduler.__init__ = lambda self, optimizer, last_epoch=-1, verbose=None: _init(self, optimizer, last_epoch)
 from pasero import training
 config, model_dir, out, total = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-records, tokens = [], [0]
+records, tokens, held = [], [0], [0.0]
+baton = Baton(os.environ.get('BENCH_BATON'), 'original', 'ours')
 
 def tree_cpu():
     processes = [psutil.Process()] + psutil.Process().children(recursive=True)
@@ -157,9 +163,14 @@ step = training.Trainer.train_step
 def timed_step(self, batch_iterator):
     if not hasattr(self, '_bench_iterator'):
         self._bench_iterator = counting(batch_iterator)
+    baton.take()
+    start = time.perf_counter()
     step(self, self._bench_iterator)
-    records.append((time.perf_counter(), tree_cpu(), tokens[0]))
+    held[0] += time.perf_counter() - start
+    records.append((held[0], tree_cpu(), tokens[0]))
+    baton.give()
     if len(records) == total:
+        baton.take()  # our trainer's last step runs alone too (it goes second, and does not hand back)
         with open(out, 'w') as file:
             json.dump(records, file)
 training.Trainer.train_step = timed_step
@@ -197,48 +208,75 @@ def small_data_dir(directory: Path) -> Path:
 
 
 def rate(records: list, warmup: int) -> dict:
-    """Target tokens/s and CPU seconds per 1,000 target tokens between the end of step `warmup` and the last step."""
+    """Target tokens/s and CPU seconds per 1,000 target tokens between the end of step `warmup` and the last step
+    (records: time in steps so far, CPU seconds so far, target tokens so far)."""
     (t0, cpu0, tok0), (t1, cpu1, tok1) = records[warmup - 1], records[-1]
     return {"tok_s": (tok1 - tok0) / (t1 - t0), "cpu_per_ktok": 1000 * (cpu1 - cpu0) / (tok1 - tok0),
             "tokens_per_step": (tok1 - tok0) / (len(records) - warmup)}
 
 
-def run_original(pasero_src: str, pasero_deps: str | None, data_dir: Path, steps: int, warmup: int, batch_size: int,
-                 threads: int) -> dict:
+def run_pair(pasero_src: str, pasero_deps: str | None, data_dir: Path, steps: int, warmup: int, batch_size: int,
+             threads: int) -> tuple[dict, dict]:
+    """The original `pasero-train` and ours, each in a fresh process, started together and run in lockstep: one
+    training step of the original, then one of ours, and so on, never both at once. Each times only its own steps
+    (data loading included), so both see the same machine, step by step. Returns (original's rate, ours)."""
     import yaml
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(yaml.safe_dump(original_config(data_dir, warmup + steps, batch_size)))
         out = Path(tmp) / "steps.json"
+        Baton.create(tmp, "original", "ours")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-               "CUDA_VISIBLE_DEVICES": ""}
-        subprocess.run([sys.executable, "-c", ORIGINAL_TRAIN, pasero_src, str(config), str(Path(tmp) / "model"),
-                        str(out), str(warmup + steps), *([pasero_deps] if pasero_deps else [])], check=True, cwd=tmp, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return rate(json.loads(out.read_text()), warmup)
+               "CUDA_VISIBLE_DEVICES": "", "BENCH_DIR": str(Path(__file__).parent), "BENCH_BATON": tmp}
+        original = subprocess.Popen(
+            [sys.executable, "-c", ORIGINAL_TRAIN, pasero_src, str(config), str(Path(tmp) / "model"), str(out),
+             str(warmup + steps), *([pasero_deps] if pasero_deps else [])], cwd=tmp, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            ours = in_child(run_ours_end_to_end, str(data_dir), steps, warmup, batch_size, threads, tmp,
+                            on_start=lambda: Baton.start(tmp, "original", "original", "ours"))
+            _, stderr = original.communicate(timeout=600)
+        finally:
+            if original.poll() is None:
+                original.kill()
+        if original.returncode:
+            raise RuntimeError(f"the original pasero-train failed:\n{stderr[-3000:]}")
+        return rate(json.loads(out.read_text()), warmup), ours
 
 
 class ProcessClock(TrainerCallback):
-    """After every step: wall time, CPU time of this process and its DataLoader workers, target tokens so far."""
+    """After every step: the time spent in steps so far (batch loading included: the turn starts when the previous
+    step ends), CPU time of this process and its DataLoader workers, target tokens so far. With a baton, each step
+    runs in this process's turn (it goes second)."""
 
-    def __init__(self, batches: list[dict]):
-        self.batches = batches
+    def __init__(self, batches: list[dict], baton: Baton):
+        self.batches, self.baton = batches, baton
         self.records: list[tuple[float, float, int]] = []
-        self.tokens = 0
+        self.tokens, self.held, self.turn_start = 0, 0.0, 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.baton.take()
+        self.turn_start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         import psutil
 
+        self.held += time.perf_counter() - self.turn_start
         self.tokens += int((self.batches[len(self.records)]["labels"] != -100).sum())
         seconds = 0.0
         for process in [psutil.Process()] + psutil.Process().children(recursive=True):
             times = process.cpu_times()
             seconds += times.user + times.system
-        self.records.append((time.perf_counter(), seconds, self.tokens))
+        self.records.append((self.held, seconds, self.tokens))
+        self.baton.give()
+        if len(self.records) < len(self.batches):
+            self.baton.take()
+            self.turn_start = time.perf_counter()
 
 
-def run_ours_end_to_end(data_dir: str, steps: int, warmup: int, batch_size: int, threads: int, queue) -> None:
+def run_ours_end_to_end(data_dir: str, steps: int, warmup: int, batch_size: int, threads: int, baton_dir: str | None,
+                        queue) -> None:
     """Our pasero-train path in this (fresh) process: `prepare_trainer` of the recipe's config, as the original's."""
     torch.set_num_threads(threads)
     from pasero_hf.training.config import load_training_config
@@ -255,7 +293,8 @@ def run_ours_end_to_end(data_dir: str, steps: int, warmup: int, batch_size: int,
         stream = trainer.train_dataset
         iterator = iter(type(stream)(stream.corpora, stream.datasets, stream.config, stream.pad_token_id,
                                      stream.decoder_start_token_id))
-        clock = ProcessClock([next(iterator) for _ in range(warmup + steps)])  # the batches the trainer sees
+        # the batches the trainer sees
+        clock = ProcessClock([next(iterator) for _ in range(warmup + steps)], Baton(baton_dir, "ours", "original"))
         trainer.add_callback(clock)
         trainer.train()
     queue.put(rate(clock.records, warmup))
@@ -354,8 +393,9 @@ def compare_with_original(pasero_src: str, pasero_deps: str | None, threads_list
             original, ours, loads = [], [], []
             for _ in range(repeats):
                 loads.append(os.getloadavg()[0])
-                original.append(run_original(pasero_src, pasero_deps, data_dir, steps, warmup, batch_size, threads))
-                ours.append(in_child(run_ours_end_to_end, str(data_dir), steps, warmup, batch_size, threads))
+                pair = run_pair(pasero_src, pasero_deps, data_dir, steps, warmup, batch_size, threads)
+                original.append(pair[0])
+                ours.append(pair[1])
                 print(f"{threads} thread(s): original Pasero {original[-1]['tok_s']:,.0f} tgt tok/s "
                       f"({original[-1]['cpu_per_ktok']:.3f} CPU s / 1k tok), ours {ours[-1]['tok_s']:,.0f} "
                       f"({ours[-1]['cpu_per_ktok']:.3f}), load average {loads[-1]:.1f}", flush=True)
@@ -407,12 +447,17 @@ def main() -> None:
     if args.pasero_src:
         table, bars = compare_with_original(args.pasero_src, args.pasero_deps, args.threads, args.repeats, args.steps, args.warmup,
                                             args.batch_size)
-        notes = (f"{args.repeats} alternating pairs per thread count, each run a fresh process: {args.steps} timed "
-                 f"steps after {args.warmup} warm-up steps, batches of {args.batch_size} tokens, float32, the same "
-                 "torch threads for both (OMP_NUM_THREADS / torch.set_num_threads). The original runs with its "
-                 "defaults for this config (one data worker process, as in the fixture's training.yaml); ours with "
-                 "its defaults (batches built in the training process). CPU time counts the process and its "
-                 "workers. On " + machine_info() + ".")
+        notes = (f"{args.repeats} pairs per thread count. In a pair, both trainers run end to end in fresh processes "
+                 "started together, in lockstep: a step of the original `pasero-train`, then a step of ours, never "
+                 "both at once, each timing its own steps (fetching the batch included), so that both see the same "
+                 f"machine step by step. {args.steps} timed steps after {args.warmup} warm-up steps, batches of "
+                 f"{args.batch_size} tokens, float32, the same torch threads for both (OMP_NUM_THREADS / "
+                 "torch.set_num_threads). The original runs with its defaults for this config (one data worker "
+                 "process, as in the fixture's training.yaml, which may also work during our turns); ours with its "
+                 "defaults (batches built in the training process). CPU time counts the process and its workers "
+                 "from the end of the warm-up to the end. 'Same batches, one process': both toolkits' training steps "
+                 "(forward, loss, backward, clipping, optimizer; no data loading or trainer bookkeeping) on our "
+                 "stream's batches, alternating in rounds of 10 steps in one process. On " + machine_info() + ".")
         print(table, notes, sep="\n\n")
         update_results("Training throughput vs the original Pasero", table + "\n\n" + notes,
                        command=f"python benchmarks/bench_train.py --pasero-src DIR --only-original --steps "

@@ -58,13 +58,16 @@ def machine_info() -> str:
     return ", ".join(parts)
 
 
-def in_child(target: Callable, *args):
+def in_child(target: Callable, *args, on_start: Callable[[], None] | None = None):
     """Run `target(*args, queue)` in a fresh spawned process (not a daemon: it may start processes of its own) and
-    return what it put in the queue; a child that dies first is an error, not a hang."""
+    return what it put in the queue; a child that dies first is an error, not a hang. `on_start` runs here once the
+    child is started."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
+    if on_start is not None:
+        on_start()
     while True:
         try:
             result = queue.get(timeout=1)
@@ -74,6 +77,45 @@ def in_child(target: Callable, *args):
                 raise RuntimeError(f"{target.__name__} died (exit code {process.exitcode}) before reporting") from None
     process.join()
     return result
+
+
+class Baton:
+    """Turns between processes that must not run at the same time (two trainers timed in lockstep): a process runs
+    only while it holds the baton, and hands it on when its turn ends. One named pipe per process, in `directory`;
+    `None` makes every call a no-op. Load from other jobs then falls on both alike, step by step."""
+
+    def __init__(self, directory: str | None, mine: str, other: str):
+        self.enabled = directory is not None
+        if self.enabled:
+            # read-write opens never block and never fail on a pipe whose other end is not open yet
+            self.mine = os.open(os.path.join(directory, mine), os.O_RDWR)
+            self.other = os.open(os.path.join(directory, other), os.O_RDWR)
+            Path(directory, f"{mine}.ready").touch()
+
+    @staticmethod
+    def create(directory: str, *names: str) -> None:
+        for name in names:
+            os.mkfifo(os.path.join(directory, name))
+
+    @staticmethod
+    def start(directory: str, first: str, *names: str, timeout: float = 600) -> None:
+        """Once every named process is ready, hands the first turn to `first`."""
+        deadline = time.monotonic() + timeout
+        while not all(Path(directory, f"{name}.ready").exists() for name in names):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lockstep: not every process got ready within {timeout:.0f} s")
+            time.sleep(0.05)
+        descriptor = os.open(os.path.join(directory, first), os.O_RDWR)
+        os.write(descriptor, b"x")
+        os.close(descriptor)
+
+    def take(self) -> None:
+        if self.enabled:
+            os.read(self.mine, 1)
+
+    def give(self) -> None:
+        if self.enabled:
+            os.write(self.other, b"x")
 
 
 def proc_status_mb(field: str) -> float | None:

