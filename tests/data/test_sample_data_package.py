@@ -13,9 +13,11 @@ TOP_LEVEL_SKIPPED = {".git", ".venv", "build", "dist", "tests", "models", "runs"
 
 
 def skipped(directory: str, names: list[str]) -> set[str]:
-    """What the build does not need: the checkout's own outputs, environments and tests."""
+    """What the build does not need: the checkout's own outputs, environments and tests, and the temporary files of
+    a corpus being decompressed by a test running in parallel (renamed away while the tree is copied)."""
     top = Path(directory) == REPO
-    return {n for n in names if (top and n in TOP_LEVEL_SKIPPED) or n == "__pycache__" or n.endswith(".egg-info")}
+    return {n for n in names if (top and n in TOP_LEVEL_SKIPPED) or n == "__pycache__" or n.endswith(".egg-info")
+            or (n.startswith(".") and n.endswith(".tmp"))}
 
 
 @pytest.mark.slow
