@@ -275,21 +275,26 @@ class ProcessClock(TrainerCallback):
             self.turn_start = time.perf_counter()
 
 
+def our_trainer(data_dir: str, batch_size: int, max_steps: int, tmp: str):
+    """`prepare_trainer` of the recipe's config, as our `pasero-train` builds it (no validation, logging or saving
+    inside the run): (trainer, stop callback, resume point)."""
+    from pasero_hf.training.config import load_training_config
+    from pasero_hf.training.run import prepare_trainer
+
+    config = load_training_config(
+        config_files=[REPO / "recipes" / "configs" / "bible-en-es.yaml"], data_dir=data_dir,
+        tokenizer_path=str(TOKENIZER / "bpecodes"), dict=str(TOKENIZER / "dict.txt"), batch_size=batch_size,
+        max_steps=max_steps, max_time=None, valid_interval=10 ** 6, save_interval=10 ** 6, log_interval=10 ** 6,
+        valid_max_lines=8, model_dir=str(Path(tmp) / "model"), cache_dir=str(Path(tmp) / "cache"), seed=1)
+    return prepare_trainer(config)
+
+
 def run_ours_end_to_end(data_dir: str, steps: int, warmup: int, batch_size: int, threads: int, baton_dir: str | None,
                         queue) -> None:
     """Our pasero-train path in this (fresh) process: `prepare_trainer` of the recipe's config, as the original's."""
     torch.set_num_threads(threads)
-    from pasero_hf.training.config import load_training_config
-    from pasero_hf.training.run import prepare_trainer
-
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_training_config(
-            config_files=[REPO / "recipes" / "configs" / "bible-en-es.yaml"], data_dir=data_dir,
-            tokenizer_path=str(TOKENIZER / "bpecodes"), dict=str(TOKENIZER / "dict.txt"), batch_size=batch_size,
-            max_steps=warmup + steps, max_time=None, valid_interval=10 ** 6, save_interval=10 ** 6,
-            log_interval=10 ** 6, valid_max_lines=8, model_dir=str(Path(tmp) / "model"),
-            cache_dir=str(Path(tmp) / "cache"), seed=1)
-        trainer, _, _ = prepare_trainer(config)
+        trainer, _, _ = our_trainer(data_dir, batch_size, warmup + steps, tmp)
         stream = trainer.train_dataset
         iterator = iter(type(stream)(stream.corpora, stream.datasets, stream.config, stream.pad_token_id,
                                      stream.decoder_start_token_id))
@@ -307,16 +312,13 @@ def same_batch_steps(pasero_src: str, pasero_deps: str | None, data_dir: str, ba
     moves absolute figures by tens of percent on a shared host, then hits both alike. The original: its Transformer
     (loss included), its Adam and its gradient normalisation and clipping, as in its `Trainer.train_step`; ours: the
     model, `compute_loss` and optimizer that `prepare_trainer` builds, with the trainer's clipping. Puts
-    {"original": [tok/s per round], "ours": [...], "tokens_per_step": float}."""
+    {"original": [tok/s per round], "ours": [...]}."""
     torch.set_num_threads(threads)
-    from pasero_hf.training.config import load_training_config
-    from pasero_hf.training.run import prepare_trainer
-
     sys.path.insert(0, pasero_src)
     sys.path += [pasero_deps] if pasero_deps else []
+    import yaml
     from pasero import datasets, optimization, training  # noqa: F401  (registers the original's dataset types)
     from pasero.config import TrainingConfig, get_architecture, get_task_class
-    import yaml
 
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "config.yaml"
@@ -333,12 +335,7 @@ def same_batch_steps(pasero_src: str, pasero_deps: str | None, data_dir: str, ba
         original_optimizer = optimization.Adam(original.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
                                                weight_decay=cfg.weight_decay)
 
-        config = load_training_config(
-            config_files=[REPO / "recipes" / "configs" / "bible-en-es.yaml"], data_dir=data_dir,
-            tokenizer_path=str(TOKENIZER / "bpecodes"), dict=str(TOKENIZER / "dict.txt"), batch_size=batch_size,
-            max_steps=10 ** 6, max_time=None, valid_interval=10 ** 6, save_interval=10 ** 6, log_interval=10 ** 6,
-            valid_max_lines=8, model_dir=str(Path(tmp) / "ours"), cache_dir=str(Path(tmp) / "cache"), seed=1)
-        trainer, _, _ = prepare_trainer(config)
+        trainer, _, _ = our_trainer(data_dir, batch_size, 10 ** 6, tmp)
         ours = trainer.model.train()
         ours_optimizer = trainer.create_optimizer()
         iterator = iter(trainer.train_dataset)
@@ -380,7 +377,7 @@ def same_batch_steps(pasero_src: str, pasero_deps: str | None, data_dir: str, ba
                 step(batch)
             if round_index:
                 speeds[name].append(tokens / (time.perf_counter() - start))
-    queue.put({**speeds, "tokens_per_step": tokens / steps})
+    queue.put(speeds)
 
 
 def compare_with_original(pasero_src: str, pasero_deps: str | None, threads_list: list[int], repeats: int, steps: int,

@@ -26,7 +26,8 @@ class _LabelSmoothedNLL(torch.autograd.Function):
             loss = (1.0 - eps) * nll - eps * lprobs.mean(dim=-1).masked_fill(~keep, 0.0).sum()
         ctx.save_for_backward(lprobs, labels, keep)
         ctx.eps = eps
-        return loss, nll.detach()  # the NLL is for logging only (detached again by the caller)
+        # the NLL is for logging only; a detached view keeps the two outputs distinct when eps is 0 (loss is nll)
+        return loss, nll.detach()
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor, grad_nll: torch.Tensor | None):
@@ -57,7 +58,7 @@ def label_smoothed_nll_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     flat_logits = logits.reshape(-1, logits.size(-1)).float()
     if type(flat_logits) is torch.Tensor:
         loss, nll = _LabelSmoothedNLL.apply(flat_logits, flat_labels.clamp(min=0), keep, float(label_smoothing))
-        return loss, nll.detach(), int(keep.sum())
+        return loss, nll.detach(), int(keep.sum())  # apply() marks every output as requiring grad
     # tensor subclasses (DTensor logits under tensor parallelism): autograd's own composition
     lprobs = flat_logits.log_softmax(dim=-1)
     target_lprobs = lprobs.gather(1, flat_labels.clamp(min=0).unsqueeze(1)).squeeze(1)
