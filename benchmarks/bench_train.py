@@ -48,6 +48,7 @@ from pasero_hf.data.train_stream import build_train_dataset, data_loader_through
 from pasero_hf.models.onednn import onednn_linear_layers
 from pasero_hf.models.pasero import PaseroConfig, PaseroForConditionalGeneration
 from pasero_hf.tokenization.tokenization_pasero import PaseroTokenizer
+from pasero_hf.training.dropout import fast_cpu_dropout
 from pasero_hf.training.trainer import PaseroSeq2SeqTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -360,7 +361,7 @@ def same_batch_steps(pasero_src: str, pasero_deps: str | None, data_dir: str, ba
 
     def our_step(batch: dict) -> None:
         count = torch.tensor(int((batch["labels"] != -100).sum()))
-        with onednn_linear_layers(ours, trainer.onednn):  # as `trainer.train()` does
+        with onednn_linear_layers(ours, trainer.onednn), fast_cpu_dropout(ours, trainer.fast_dropout):  # as train()
             trainer.compute_loss(ours, batch, num_items_in_batch=count).backward()
         torch.nn.utils.clip_grad_norm_(ours.parameters(), trainer.args.max_grad_norm)
         ours_optimizer.step()

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from pasero_hf.models.forward_override import overridden_forwards
+
 __all__ = ["onednn_available", "onednn_rule_picks", "onednn_linear_layers"]
 
 # Below about a million multiply-adds (e.g. 47 rows x 256 x 64), oneDNN's call overhead (~5 us) makes it slower
@@ -109,19 +111,11 @@ def onednn_linear_layers(model: nn.Module, enabled: bool = True) -> Iterator[Non
     Layers whose `forward` was already replaced on the instance are left alone. Without oneDNN (or with
     `enabled=False`) nothing changes.
     """
-    patched: list[nn.Linear] = []
-    if enabled and onednn_available():
-        for module in model.modules():
-            if (
-                type(module) is nn.Linear
-                and "forward" not in module.__dict__
-                and module.weight.device.type == "cpu"
-                and module.weight.dtype is torch.float32
-            ):
-                module.forward = _onednn_forward.__get__(module)
-                patched.append(module)
-    try:
+    usable = enabled and onednn_available()
+
+    def selected(module: nn.Module) -> bool:
+        return (usable and type(module) is nn.Linear and module.weight.device.type == "cpu"
+                and module.weight.dtype is torch.float32)
+
+    with overridden_forwards(model, selected, _onednn_forward):
         yield
-    finally:
-        for module in patched:
-            del module.forward

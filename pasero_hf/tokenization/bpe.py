@@ -437,3 +437,10 @@ class _JoinedChunkCache(dict):
         if self.added is not None:
             self.added.append((chunk, encoded))
         return encoded
+
+    def merge(self, entries: list[tuple[str, str]]) -> None:
+        """Add encodings made elsewhere (another worker's), within the same bound as look-ups."""
+        if len(self) + len(entries) > _MAX_CACHE_SIZE:
+            self.clear()
+            entries = entries[-_MAX_CACHE_SIZE:]
+        self.update(entries)

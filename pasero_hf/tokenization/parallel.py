@@ -82,7 +82,7 @@ def _work(bpe: PaseroBPE, unk: str | None, conn: Connection) -> None:
     try:
         while (task := conn.recv()) is not None:
             index, lines, known = task
-            cache.update(known)
+            cache.merge(known)
             cache.added = []
             output = bpe.tokenize_to_strings(lines, unk=unk)
             conn.send((index, output, cache.added))

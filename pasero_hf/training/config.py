@@ -285,6 +285,10 @@ class RunOptions:
         True, "on CPU, float32 linear layers multiply through oneDNN on AMD CPUs with AVX-512, where MKL does not use "
         "it (about 2x per product on AMD Zen 5)"
     )
+    fast_dropout: bool = _option(
+        True, "on CPU, dropout layers decide four elements per 64-bit random draw (16 bits each) instead of drawing "
+        "one number per element: about 2.5x cheaper dropout, the same keep probability to 1/65,536; the masks differ "
+        "from nn.functional.dropout's for the same seed")
     push_to_hub: str | None = _option(
         None, "Hub repo USER/NAME: at the end of training, push model_best with its model card (one commit; the repo "
         "may already exist)")

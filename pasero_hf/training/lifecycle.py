@@ -260,6 +260,7 @@ def trainer_options(config: TrainingConfig) -> dict[str, Any]:
         "keep_last": run.keep_last,
         "keep_interval": run.keep_interval,
         "onednn": run.onednn,
+        "fast_dropout": run.fast_dropout,
         "eval_lc": run.eval_lc,
     }
 

@@ -36,6 +36,7 @@ from pasero_hf.tokenization.file_utils import replace_directory
 from pasero_hf.training import checkpoints
 from pasero_hf.training.callbacks import QuietProgressCallback, StopCallback, format_value
 from pasero_hf.training.config import write_yaml_atomically
+from pasero_hf.training.dropout import fast_cpu_dropout
 from pasero_hf.training.loss import IGNORE_INDEX, label_smoothed_nll_sum
 from pasero_hf.training.quiet import transformers_bars_disabled
 from pasero_hf.training.schedules import inverse_sqrt_schedule
@@ -74,6 +75,8 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
             model); `model_best` and `model_last` stay complete, loadable models.
         onednn: during `train` and `evaluate`, float32 CPU linear layers multiply through oneDNN when that is faster
             (`pasero_hf.models.onednn`).
+        fast_dropout: during `train`, the model's dropout layers draw their CPU masks from fewer random numbers
+            (`pasero_hf.training.dropout`).
         languages: how a pretrained model family marks languages (`ModelLanguages`, with the run's language mapping),
             for validation decoding; None: found from the tokenizer.
     """
@@ -96,6 +99,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         inference_config: dict[str, Any] | None = None,
         save_trainable_only: bool = False,
         onednn: bool = True,
+        fast_dropout: bool = True,
         keep_interval: int | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
         eval_lc: bool = False,
@@ -109,6 +113,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
                        if isinstance(callback, StopCallback) and callback.max_seconds is not None]
             self.add_callback(QuietProgressCallback(min(budgets) if budgets else None))
         self.onednn = onednn
+        self.fast_dropout = fast_dropout
         self.languages = languages
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
@@ -139,7 +144,7 @@ class PaseroSeq2SeqTrainer(Seq2SeqTrainer):
         return next((c for c in self.callback_handler.callbacks if isinstance(c, StopCallback)), None)
 
     def train(self, *args, **kwargs):
-        with onednn_linear_layers(self.model, self.onednn):
+        with onednn_linear_layers(self.model, self.onednn), fast_cpu_dropout(self.model, self.fast_dropout):
             return super().train(*args, **kwargs)
 
     # -- data ----------------------------------------------------------------------------------------------------

@@ -207,3 +207,31 @@ def test_bad_line_after_many_blocks_names_its_line_and_writes_nothing(bible_dir,
         assert result.returncode == 1 and f"{bad}:{number}: {message}" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
         assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.txt"]
+
+
+def test_tokenize_thread_workers_keep_their_cache_bounded(models_dir, read_lines, bible_dir, monkeypatch):
+    """A --threads worker adds the encodings other workers send it to its cache: these count against the same bound
+    as its own look-ups (a long file must not grow a worker's memory without limit), and its output is unchanged."""
+    import threading
+    from multiprocessing import Pipe
+
+    from pasero_hf.tokenization import bpe as bpe_module
+    from pasero_hf.tokenization.parallel import _work
+
+    monkeypatch.setattr(bpe_module, "_MAX_CACHE_SIZE", 50)
+    model = bpe_module.PaseroBPE.from_file(models_dir / "bible-en-es-8k" / "bpecodes")
+    lines = read_lines(bible_dir / "train.en")[:2]
+    known = [(f"chunk{i}", f"▁chunk {i}") for i in range(120)]  # as if encoded by another worker
+    expected = bpe_module.PaseroBPE.from_file(models_dir / "bible-en-es-8k" / "bpecodes").tokenize_to_strings(lines)
+    ours, theirs = Pipe()
+    worker = threading.Thread(target=_work, args=(model, None, theirs))
+    worker.start()
+    sizes = []
+    for index in range(3):
+        ours.send((index, lines, known))
+        _, output, _ = ours.recv()
+        assert output == expected
+        sizes.append(len(model._joined_cache(None)))
+    ours.send(None)
+    worker.join(timeout=30)
+    assert max(sizes) <= 50, sizes
