@@ -2,12 +2,14 @@
 
 PyTorch's CPU dropout draws one Mersenne Twister number per element (`bernoulli_`, ~8 ns each, on one thread whatever
 the thread count): in a training step of the 7.4M-parameter Transformer at 2,048 tokens it took 7% of the step on two
-threads (benchmarks/RESULTS.md), as much in the original Pasero. Here each 64-bit draw (two of the generator's) decides
-four elements, 16 random bits each: an element is kept when its bits are at or above `round(p * 2**16)`, and scaled by the inverse of that exact
-keep probability, so the expectation is unchanged (p itself is rounded to 1/65,536). The mask is kept as booleans for
-the backward pass (a quarter of the float mask PyTorch keeps). Other devices, dtypes and in-place dropout are left to
-PyTorch. Masks come from PyTorch's default CPU generator, so `torch.manual_seed` and saved RNG states reproduce them
-(exact resume); they are not the masks `nn.functional.dropout` would draw from the same seed.
+threads (benchmarks/RESULTS.md), as much in the original Pasero. Here each 64-bit draw (two of the generator's)
+decides four elements, 16 random bits each: an element is kept when its 16 bits, read as a signed number, are at or
+above `round(p * 2**16) - 2**15` (a keep probability of exactly `1 - round(p * 2**16) / 2**16`: p is rounded to
+1/65,536), and scaled by the inverse of that probability, so the expectation is unchanged. The mask is kept as
+booleans for the backward pass (a quarter of the float mask PyTorch keeps). Other devices, dtypes and in-place
+dropout are left to PyTorch. Masks come from PyTorch's default CPU generator, so `torch.manual_seed` and saved RNG
+states reproduce them (exact resume, activation checkpointing); they are not the masks `nn.functional.dropout` would
+draw from the same seed.
 """
 
 from __future__ import annotations
