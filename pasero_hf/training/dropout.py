@@ -52,10 +52,8 @@ class _Dropout(torch.autograd.Function):
 
 def cpu_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """`nn.functional.dropout(x, p, training)`, with the masks drawn as above for float CPU tensors."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or not x.is_floating_point() or not 0.0 < p < 1.0:
-        return nn.functional.dropout(x, p, training)
+    if not training or x.device.type != "cpu" or not x.is_floating_point() or not 0.0 < p < 1.0:
+        return nn.functional.dropout(x, p, training)  # also its identity, its p = 1 and its error for a bad p
     return _Dropout.apply(x, p)
 
 

@@ -45,8 +45,9 @@ def test_identity_and_fallbacks():
     assert cpu_dropout(x, 0.3, training=False) is x
     assert cpu_dropout(x, 0.0) is x
     assert torch.equal(cpu_dropout(x, 1.0), torch.zeros_like(x))  # as nn.functional.dropout
-    with pytest.raises(ValueError, match="dropout probability"):
-        cpu_dropout(x, 1.5)
+    for training in (True, False):  # a bad p is refused in evaluation too, as nn.functional.dropout does
+        with pytest.raises(ValueError, match="dropout probability"):
+            cpu_dropout(x, 1.5, training=training)
 
 
 def test_context_patches_dropout_layers_only_inside():
